@@ -1,0 +1,1 @@
+"""The ingress: one route table, the local gateway that serves every function, and the docs."""
