@@ -42,3 +42,8 @@ def function_for_path(path: str) -> str | None:
 
 def prefixes_of(function: str) -> list[str]:
     return [route.prefix for route in ROUTE_TABLE if route.function == function]
+
+
+# Everything outside the prefixes above (``/``, ``/api/health/``, ``/docs``, ``/redoc``,
+# ``/openapi.json``, ``/livez``) goes to this function, the front door.
+DEFAULT_FUNCTION = "users"

@@ -1,0 +1,1 @@
+"""The platform's independently deployable Litestar functions."""

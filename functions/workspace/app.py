@@ -1,0 +1,5 @@
+"""The workspace function (routes to come)."""
+
+from shared.app_factory import create_app
+
+app = create_app("workspace", [])

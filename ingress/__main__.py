@@ -1,0 +1,33 @@
+"""``python -m ingress``: the whole platform on one port (embedded PostgreSQL unless
+DATABASE_URL is set, local sandboxes), as ``make run`` starts it."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import uvicorn
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    uvicorn.run(
+        "ingress.gateway:app",
+        host=os.environ.get("HOST", "127.0.0.1"),
+        port=int(os.environ.get("PORT", "8002")),
+        loop="uvloop",
+        http="httptools",
+        ws="websockets",
+        # Browsers offer permessage-deflate; accepting it costs ~40 KiB per terminal and CPU
+        # per frame for output that is mostly small and already cheap to send.
+        ws_per_message_deflate=False,
+        ws_max_size=1024 * 1024,
+        lifespan="on",
+        access_log=os.environ.get("ACCESS_LOG", "false").lower() in {"1", "true", "yes"},
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,9 @@
+"""Piccolo's configuration: the engine from shared.db and the platform's app registry."""
+
+from piccolo.conf.apps import AppRegistry
+
+from shared.db import DB, configure
+
+configure()
+
+APP_REGISTRY = AppRegistry(apps=["shared.piccolo_app"])

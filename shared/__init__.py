@@ -1,0 +1,1 @@
+"""The common package every function is built from: schema, database, auth, errors, app factory."""

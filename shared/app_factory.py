@@ -1,0 +1,120 @@
+"""The ONE wiring point: every function's Litestar app is built here.
+
+It sets the envelope and error mapping, authentication, CORS, OpenAPI and docs, the liveness
+route, and the lifespan that opens the database pool (and the execution runtime for the
+functions that drive execution environments). A function's ``app.py`` is a few lines.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.di import Provide
+from litestar.logging import LoggingConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+
+from shared import db
+from shared.auth import current_user
+from shared.config import get_settings
+from shared.docs import API_TITLE, API_VERSION, app_openapi, docs_handlers
+from shared.errors import EXCEPTION_HANDLERS, error_responses
+from shared.health import health, liveness
+
+# Every route can fail these ways regardless of what it does.
+_ALWAYS = (400, 500, 503)
+REQUEST_MAX_BODY_BYTES = 4 * 1024 * 1024  # a 1 MiB file as base64 JSON fits with room
+
+
+def _document_errors(handlers: Sequence[Any]) -> None:
+    """Add the always-possible error statuses (and 401 for authenticated routes) to the docs."""
+    from litestar.handlers import HTTPRouteHandler
+
+    for handler in handlers:
+        if not isinstance(handler, HTTPRouteHandler):
+            continue
+        codes = list(_ALWAYS)
+        if "user" in inspect.signature(handler.fn).parameters:
+            codes.append(401)
+        extra = error_responses(*codes)
+        handler.responses = {**extra, **(handler.responses or {})}
+
+
+def create_app(
+    name: str,
+    route_handlers: Sequence[Any],
+    *,
+    uses_execution: bool = False,
+    docs: Callable[[Litestar], dict[str, Any]] | None = None,
+    extra_handlers: Sequence[Any] = (),
+) -> Litestar:
+    """A function's app: its own routes plus liveness, health and its OpenAPI docs.
+
+    ``docs`` overrides what /openapi.json serves (the gateway's front door serves the merge
+    of every function); by default a function documents itself.
+    """
+    settings = get_settings()
+    handlers = list(route_handlers) + list(extra_handlers)
+    _document_errors(handlers)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await db.start(settings)
+        runtime = None
+        try:
+            if uses_execution:
+                from shared.execution.runtime import get_runtime
+
+                runtime = get_runtime()
+                await runtime.start()
+            yield
+        finally:
+            if runtime is not None:
+                await runtime.aclose()
+            await db.stop()
+
+    app_holder: dict[str, Litestar] = {}
+    document = (lambda: docs(app_holder["app"])) if docs else (lambda: app_openapi(app_holder["app"]))
+    title = f"{API_TITLE}: {name}" if docs is None else API_TITLE
+
+    app = Litestar(
+        route_handlers=[*handlers, liveness, health, *docs_handlers(document, title)],
+        dependencies={"user": Provide(current_user)},
+        exception_handlers=EXCEPTION_HANDLERS,
+        cors_config=CORSConfig(
+            allow_origins=list(settings.cors_origins),
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "If-Match"],
+            expose_headers=["ETag", "Retry-After"],
+        ),
+        openapi_config=OpenAPIConfig(
+            title=title,
+            version=API_VERSION,
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(type="http", scheme="bearer"),
+                    "cookie": SecurityScheme(
+                        type="apiKey", name=settings.cookie_name, security_scheme_in="cookie"
+                    ),
+                }
+            ),
+            security=[{"bearer": []}, {"cookie": []}],
+            use_handler_docstrings=True,
+        ),
+        lifespan=[lifespan],
+        request_max_body_size=REQUEST_MAX_BODY_BYTES,
+        logging_config=LoggingConfig(
+            root={"level": settings.log_level.upper(), "handlers": ["queue_listener"]},
+            log_exceptions="never",
+        ),
+    )
+    app_holder["app"] = app
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    return app

@@ -1,0 +1,181 @@
+"""Domain errors and the ONE place that maps every failure to an HTTP status and envelope.
+
+Services raise ``NotFound``, ``Forbidden``, ``Conflict``...; handlers never catch. Anything
+unexpected becomes a 500 that says "Internal server error" and nothing else; the details go
+to the log only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from shared.envelope import ErrorEnvelope, error_body
+
+log = logging.getLogger("shared.errors")
+
+
+class DomainError(Exception):
+    status_code = 400
+    message = "Bad request"
+
+    def __init__(self, error: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(error)
+        self.error = error
+        self.headers = headers or {}
+
+
+class BadRequest(DomainError):
+    status_code, message = 400, "Validation failed"
+
+
+class Unauthorized(DomainError):
+    status_code, message = 401, "Not authenticated"
+
+
+class Forbidden(DomainError):
+    status_code, message = 403, "Not allowed"
+
+
+class NotFound(DomainError):
+    status_code, message = 404, "Not found"
+
+
+class Conflict(DomainError):
+    status_code, message = 409, "Conflict"
+
+
+class PreconditionFailed(DomainError):
+    status_code, message = 412, "Version mismatch"
+
+
+class TooLarge(DomainError):
+    status_code, message = 413, "Too large"
+
+
+class RateLimited(DomainError):
+    status_code, message = 429, "Too many requests"
+
+    def __init__(self, error: str, retry_after: int) -> None:
+        super().__init__(error, headers={"Retry-After": str(max(1, retry_after))})
+
+
+class Unavailable(DomainError):
+    status_code, message = 503, "Service unavailable"
+
+
+_HTTP_MESSAGES = {
+    400: "Validation failed",
+    401: "Not authenticated",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    411: "Length required",
+    412: "Version mismatch",
+    413: "Too large",
+    415: "Unsupported media type",
+    429: "Too many requests",
+    503: "Service unavailable",
+}
+
+
+def _respond(status: int, message: str, error: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        content=error_body(message, error), status_code=status, headers=headers or {}
+    )
+
+
+def _validation_error(exc: ValidationException) -> str:
+    """Name every field that failed: "limit: must be <= 100; name: expected str"."""
+    parts: list[str] = []
+    for item in exc.extra or []:
+        if isinstance(item, dict):
+            key = item.get("key") or item.get("source") or "body"
+            parts.append(f"{key}: {item.get('message', 'invalid')}")
+    if not parts:
+        parts.append(str(exc.detail or "invalid input"))
+    return "; ".join(parts)
+
+
+def domain_error_handler(_: Request, exc: DomainError) -> Response:
+    return _respond(exc.status_code, exc.message, exc.error, exc.headers)
+
+
+def http_error_handler(request: Request, exc: HTTPException) -> Response:
+    status = exc.status_code
+    if status >= 500:
+        return internal_error_handler(request, exc)
+    if isinstance(exc, ValidationException) or status == 400:
+        error = _validation_error(exc) if isinstance(exc, ValidationException) else str(exc.detail)
+        return _respond(400, "Validation failed", error)
+    message = _HTTP_MESSAGES.get(status, "Request failed")
+    detail = str(exc.detail) if exc.detail else message
+    if status == 404:
+        detail = "No such resource"
+    return _respond(status, message, detail, dict(exc.headers or {}))
+
+
+def database_error_handler(request: Request, exc: Exception) -> Response:
+    log.error("database unavailable on %s %s: %r", request.method, request.url.path, exc)
+    return _respond(503, "Service unavailable", "The database is unavailable; try again shortly")
+
+
+def internal_error_handler(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _respond(HTTP_500_INTERNAL_SERVER_ERROR, "Internal server error", "Internal server error")
+
+
+def _is_connection_failure(exc: Exception) -> bool:
+    return isinstance(
+        exc,
+        (
+            OSError,
+            asyncpg.exceptions.ConnectionDoesNotExistError,
+            asyncpg.exceptions.CannotConnectNowError,
+            asyncpg.exceptions.TooManyConnectionsError,
+            asyncpg.exceptions.InterfaceError,
+        ),
+    )
+
+
+def fallback_handler(request: Request, exc: Exception) -> Response:
+    if _is_connection_failure(exc):
+        return database_error_handler(request, exc)
+    return internal_error_handler(request, exc)
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    DomainError: domain_error_handler,
+    HTTPException: http_error_handler,
+    Exception: fallback_handler,
+}
+
+
+_DESCRIPTIONS = {
+    400: "Invalid input; every failing field is named in `error`",
+    401: "Not authenticated",
+    403: "Authenticated but not allowed",
+    404: "Not found, or not visible to the caller",
+    405: "Method not allowed",
+    409: "Conflict: duplicate or invalid state transition",
+    412: "If-Match names a stale version",
+    413: "Too large, or a workspace quota is exceeded",
+    429: "Rate limited; see Retry-After",
+    500: "Internal server error",
+    503: "The database is unavailable",
+}
+
+
+def error_responses(*codes: int) -> dict[int, ResponseSpec]:
+    """OpenAPI response entries for the error statuses a route really returns."""
+    return {
+        code: ResponseSpec(data_container=ErrorEnvelope, description=_DESCRIPTIONS[code])
+        for code in codes
+    }

@@ -1,0 +1,66 @@
+"""Health: a cheap liveness route for probes and a health report that checks the database."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+from litestar import Response, get
+
+from shared import db
+from shared.docs import API_VERSION
+from shared.envelope import Envelope, error_body, ok
+from shared.errors import error_responses
+
+_STARTED = time.monotonic()
+
+
+class DatabaseHealth(msgspec.Struct):
+    ok: bool
+    latency_ms: float | None
+
+
+class Health(msgspec.Struct):
+    status: str
+    database: DatabaseHealth
+    version: str
+    uptime_s: float
+
+
+class Liveness(msgspec.Struct):
+    status: str
+
+
+@get("/livez", operation_id="liveness", tags=["health"], summary="Liveness (no database)")
+async def liveness() -> Envelope[Liveness]:
+    return ok(Liveness(status="alive"), "Alive")
+
+
+@get(
+    ["/api/health", "/readyz"],
+    operation_id="health",
+    tags=["health"],
+    summary="Health, including a database round trip",
+    responses=error_responses(503),
+)
+async def health() -> Response[Envelope[Health]]:
+    try:
+        with_timeout = await _ping()
+    except Exception:  # noqa: BLE001 - any failure to reach the database is "down"
+        return Response(
+            error_body("Service unavailable", "The database is unreachable"), status_code=503
+        )
+    data = Health(
+        status="healthy",
+        database=DatabaseHealth(ok=True, latency_ms=round(with_timeout, 2)),
+        version=API_VERSION,
+        uptime_s=round(time.monotonic() - _STARTED, 1),
+    )
+    return Response(ok(data, "Healthy"))
+
+
+async def _ping() -> float:
+    import anyio
+
+    with anyio.fail_after(2):
+        return await db.ping()

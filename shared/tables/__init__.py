@@ -1,0 +1,15 @@
+"""Piccolo tables, one module per concern. Re-exported so callers write ``from shared.tables import User``."""
+
+from shared.tables.accounts import LoginFailure, LoginToken, User
+from shared.tables.reviews import ReviewHistory, ReviewRequest
+from shared.tables.workspaces import Session, WorkspaceFile
+
+__all__ = [
+    "LoginFailure",
+    "LoginToken",
+    "ReviewHistory",
+    "ReviewRequest",
+    "Session",
+    "User",
+    "WorkspaceFile",
+]

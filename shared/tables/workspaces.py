@@ -1,0 +1,45 @@
+"""Workspaces: a session IS a workspace, and PostgreSQL holds the durable copy of its files."""
+
+from piccolo.columns import (
+    UUID,
+    JSONB,
+    Boolean,
+    Bytea,
+    ForeignKey,
+    Integer,
+    OnDelete,
+    Serial,
+    Timestamptz,
+    Varchar,
+)
+from piccolo.table import Table
+
+from shared.tables.accounts import User
+
+
+class Session(Table, tablename="sessions"):
+    id = UUID(primary_key=True)
+    user_id = ForeignKey(references=User, on_delete=OnDelete.cascade, null=False, index=True)
+    name = Varchar(length=255)
+    language = Varchar(length=32, default="python")
+    is_active = Boolean(default=True)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+    # What the last sync from the execution environment could not bring back, and when it ran.
+    sync_skipped = JSONB(default="[]")
+    last_synced_at = Timestamptz(null=True, default=None)
+
+
+class WorkspaceFile(Table, tablename="workspace_files"):
+    """A file or directory of a workspace; (session_id, path) is unique (see the migration)."""
+
+    id = Serial(primary_key=True)
+    session_id = ForeignKey(references=Session, on_delete=OnDelete.cascade, null=False)
+    path = Varchar(length=1024)
+    type = Varchar(length=16, default="file")  # "file" | "directory"
+    content = Bytea(null=True, default=None)
+    size = Integer(default=0)
+    sha256 = Varchar(length=64, null=True, default=None)
+    version = Integer(default=1)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
