@@ -579,3 +579,39 @@ def test_dockerignore_keeps_secrets_and_local_state_out_of_images() -> None:
     ignored = (ROOT / ".dockerignore").read_text().split()
     for entry in (".git", ".venv", ".data", ".env"):
         assert entry in ignored
+
+
+# ---- the execution pod the backend creates -------------------------------------------------
+
+
+@pytest.mark.parametrize("target", OVERLAYS)
+def test_execution_pod_from_the_rendered_config_is_valid_and_restricted(target: str) -> None:
+    """The pod built from the ConfigMap the functions get is valid 1.30, restricted, and is
+    the pod the RBAC, the default-deny NetworkPolicy and the namespace are meant for."""
+    from shared.execution.k8s_config import KubernetesBackendConfig
+    from shared.execution.pod_spec import build_pod_manifest
+
+    objs = render(target)
+    (config_map,) = of_kind(objs, "ConfigMap")
+    env = dict(config_map["data"])
+    variants = [
+        env,
+        {**env, "EXECUTION_RUNTIME_CLASS": "gvisor", "EXECUTION_NODE_SELECTOR": "pool=exec"},
+    ]
+    for variant in variants:
+        config = KubernetesBackendConfig.from_env(variant)
+        pod = build_pod_manifest(config, "0b7f6a52-1c1e-4c8e-9a53-7d1f0e0c2a11", 42)
+        validate_strict(pod)
+        spec = pod["spec"]
+        assert_restricted_pod(spec, "execution pod")
+        assert spec["automountServiceAccountToken"] is False
+        assert pod["metadata"]["namespace"] == NAMESPACE
+        assert pod["metadata"]["labels"]["app"] == "execution"
+        assert {"session", "owner"} <= set(pod["metadata"]["labels"])
+        (container,) = spec["containers"]
+        assert container["image"] == env["EXECUTION_IMAGE"]
+        assert {"cpu", "memory"} <= set(container["resources"]["limits"])
+        workspace = [m for m in container["volumeMounts"] if m["mountPath"] == "/workspace"]
+        assert workspace, "a writable /workspace"
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes[workspace[0]["name"]]["emptyDir"]["sizeLimit"]
