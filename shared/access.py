@@ -69,8 +69,3 @@ async def owned_session(session_id: UUID, user: AuthUser) -> SessionAccess:
         raise Forbidden("Only the owner of this workspace may change it; reviewers read only")
     return access
 
-
-async def lock_session(session_id: UUID) -> None:
-    """Serialize writers of one workspace (API writes and sync-back) for this transaction."""
-    async with db.connection() as conn:
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", db.advisory_key("workspace", session_id))

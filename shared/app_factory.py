@@ -25,7 +25,7 @@ from shared.auth import current_user
 from shared.config import get_settings
 from shared.docs import API_TITLE, API_VERSION, app_openapi, docs_handlers
 from shared.errors import EXCEPTION_HANDLERS, error_responses
-from shared.health import health, liveness
+from shared.health import health, liveness, readiness
 
 # Every route can fail these ways regardless of what it does.
 _ALWAYS = (400, 500, 503)
@@ -84,7 +84,7 @@ def create_app(
     title = f"{API_TITLE}: {name}" if docs is None else API_TITLE
 
     app = Litestar(
-        route_handlers=[*handlers, liveness, health, *docs_handlers(document, title)],
+        route_handlers=[*handlers, liveness, health, readiness, *docs_handlers(document, title)],
         dependencies={"user": Provide(current_user)},
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=CORSConfig(

@@ -94,6 +94,15 @@ async def user_for_token(token: str | None) -> AuthUser | None:
     return AuthUser(**dict(row), token_hash=token_hash)
 
 
+def client_address(connection: ASGIConnection) -> str:
+    """The caller's address; the first X-Forwarded-For hop when proxies are trusted."""
+    if get_settings().trust_proxy_headers:
+        forwarded = connection.headers.get("x-forwarded-for")
+        if forwarded:
+            return forwarded.split(",")[0].strip()[:64]
+    return connection.client.host if connection.client else "unknown"
+
+
 async def current_user(request: ASGIConnection) -> AuthUser:
     """Dependency: the authenticated caller, or 401."""
     user = await user_for_token(token_from_connection(request))
@@ -109,8 +118,8 @@ class LoginLimiter:
     are pruned as new failures arrive.
     """
 
-    def __init__(self, max_failures: int, window_seconds: int) -> None:
-        self.max_failures = max_failures
+    def __init__(self, per_user: int, per_address: int, window_seconds: int) -> None:
+        self.limits = {"user": per_user, "addr": per_address}
         self.window = timedelta(seconds=window_seconds)
 
     @staticmethod
@@ -127,7 +136,7 @@ class LoginLimiter:
                 since,
             )
         for row in rows:
-            if row["failures"] >= self.max_failures:
+            if row["failures"] >= self.limits[row["key"].split(":", 1)[0]]:
                 retry = (row["oldest"] + self.window - utc_now()).total_seconds()
                 raise RateLimited(
                     "Too many failed logins; try again later", retry_after=int(retry) + 1
@@ -143,7 +152,3 @@ class LoginLimiter:
                 "INSERT INTO login_failures (key, created_at) VALUES ($1, $2)",
                 [(key, now) for key in keys],
             )
-
-    async def clear_user(self, keys: list[str]) -> None:
-        async with db.connection() as conn:
-            await conn.execute("DELETE FROM login_failures WHERE key = $1", keys[0])

@@ -41,8 +41,10 @@ class Settings:
     cookie_secure: bool = False
     token_ttl_seconds: int = 7 * 24 * 3600
 
-    login_max_failures: int = 5
+    login_max_failures: int = 5  # per username
+    login_max_failures_per_address: int = 20
     login_window_seconds: int = 300
+    trust_proxy_headers: bool = False  # take the client address from X-Forwarded-For
 
     max_file_bytes: int = 1024 * 1024
     max_workspace_entries: int = 2000
@@ -65,6 +67,10 @@ class Settings:
             cookie_secure=_bool(env.get("COOKIE_SECURE", "false")),
             token_ttl_seconds=int(env.get("TOKEN_TTL_SECONDS", d.token_ttl_seconds)),
             login_max_failures=int(env.get("LOGIN_MAX_FAILURES", d.login_max_failures)),
+            login_max_failures_per_address=int(
+                env.get("LOGIN_MAX_FAILURES_PER_ADDRESS", d.login_max_failures_per_address)
+            ),
+            trust_proxy_headers=_bool(env.get("TRUST_PROXY_HEADERS", "false")),
             login_window_seconds=int(env.get("LOGIN_WINDOW_SECONDS", d.login_window_seconds)),
             max_file_bytes=int(env.get("MAX_FILE_BYTES", d.max_file_bytes)),
             max_workspace_entries=int(env.get("MAX_WORKSPACE_ENTRIES", d.max_workspace_entries)),

@@ -37,13 +37,23 @@ async def liveness() -> Envelope[Liveness]:
 
 
 @get(
-    ["/api/health", "/readyz"],
+    "/api/health",
     operation_id="health",
     tags=["health"],
     summary="Health, including a database round trip",
     responses=error_responses(503),
 )
 async def health() -> Response[Envelope[Health]]:
+    return await _health_response()
+
+
+@get("/readyz", include_in_schema=False)
+async def readiness() -> Response[Envelope[Health]]:
+    """Readiness for probes: the same check as /api/health/."""
+    return await _health_response()
+
+
+async def _health_response() -> Response[Envelope[Health]]:
     try:
         with_timeout = await _ping()
     except Exception:  # noqa: BLE001 - any failure to reach the database is "down"
@@ -64,3 +74,4 @@ async def _ping() -> float:
 
     with anyio.fail_after(2):
         return await db.ping()
+

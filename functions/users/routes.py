@@ -15,7 +15,7 @@ from functions.users.schemas import (
     UserLogin,
     UserRegister,
 )
-from shared.auth import AuthUser
+from shared.auth import AuthUser, client_address
 from shared.config import get_settings
 from shared.envelope import Envelope, ListEnvelope, ok, ok_list
 from shared.errors import error_responses
@@ -35,7 +35,7 @@ class UsersController(Controller):
     async def login(self, request: Request, data: UserLogin) -> Response[Envelope[LoggedIn]]:
         """Log in with username (or email) and password; the token comes back and as a cookie."""
         settings = get_settings()
-        address = request.client.host if request.client else "unknown"
+        address = client_address(request)
         result = await service.login(data.username, data.password, address, settings)
         cookie = Cookie(
             key=settings.cookie_name,

@@ -46,7 +46,11 @@ async def register(data: UserRegister) -> Registered:
 
 
 async def login(username: str, password: str, address: str, settings: Settings) -> LoggedIn:
-    limiter = LoginLimiter(settings.login_max_failures, settings.login_window_seconds)
+    limiter = LoginLimiter(
+        settings.login_max_failures,
+        settings.login_max_failures_per_address,
+        settings.login_window_seconds,
+    )
     keys = limiter.keys(username, address)
     await limiter.check(keys)
     key = username.strip().lower()

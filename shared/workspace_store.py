@@ -1,0 +1,303 @@
+"""The durable copy of every workspace: files and directories in PostgreSQL.
+
+Every change to one workspace runs in one transaction under that workspace's advisory lock,
+so API writes, deletes and sync-backs from execution environments (on any replica) never
+interleave, and a failed request leaves nothing half-written. Parents are created implicitly;
+a file never sits where a directory is (or the other way round); quotas are checked before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from uuid import UUID
+
+import msgspec
+
+from shared import db
+from shared.config import Settings
+from shared.envelope import utc_now
+from shared.errors import Conflict, NotFound, PreconditionFailed, TooLarge
+from shared.paths import name_of, parents_of
+
+
+class FileMeta(msgspec.Struct):
+    name: str
+    path: str
+    type: str  # "file" | "directory"
+    size: int
+    modified: datetime
+    version: int
+
+
+class StoredFile(msgspec.Struct):
+    path: str
+    type: str
+    content: bytes
+    size: int
+    modified: datetime
+    version: int
+
+
+def meta(row: Mapping[str, object]) -> FileMeta:
+    return FileMeta(
+        name=name_of(row["path"]),  # type: ignore[arg-type]
+        path=row["path"],  # type: ignore[arg-type]
+        type=row["type"],  # type: ignore[arg-type]
+        size=row["size"],  # type: ignore[arg-type]
+        modified=row["updated_at"],  # type: ignore[arg-type]
+        version=row["version"],  # type: ignore[arg-type]
+    )
+
+
+def sha256(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+_META_COLUMNS = "path, type, size, version, updated_at"
+
+
+async def lock(session_id: UUID) -> None:
+    """Take this workspace's advisory lock for the current transaction."""
+    async with db.connection() as conn:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1)", db.advisory_key("workspace", session_id)
+        )
+
+
+async def list_files(session_id: UUID) -> list[FileMeta]:
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            f"SELECT {_META_COLUMNS} FROM workspace_files WHERE session_id = $1 ORDER BY path",
+            session_id,
+        )
+    return [meta(row) for row in rows]
+
+
+async def list_with_content(session_id: UUID) -> list[StoredFile]:
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            f"SELECT {_META_COLUMNS}, content FROM workspace_files WHERE session_id = $1 "
+            "ORDER BY path",
+            session_id,
+        )
+    return [
+        StoredFile(
+            path=row["path"],
+            type=row["type"],
+            content=bytes(row["content"] or b""),
+            size=row["size"],
+            modified=row["updated_at"],
+            version=row["version"],
+        )
+        for row in rows
+    ]
+
+
+async def digests(session_id: UUID) -> dict[str, tuple[str, str | None]]:
+    """path -> (type, sha256) of every entry: what sync-back compares against."""
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            "SELECT path, type, sha256 FROM workspace_files WHERE session_id = $1", session_id
+        )
+    return {row["path"]: (row["type"], row["sha256"]) for row in rows}
+
+
+async def usage(session_id: UUID) -> tuple[int, int]:
+    """(entries, bytes) of a workspace."""
+    async with db.connection() as conn:
+        row = await conn.fetchrow(
+            "SELECT count(*) AS entries, coalesce(sum(size), 0) AS bytes "
+            "FROM workspace_files WHERE session_id = $1",
+            session_id,
+        )
+    return int(row["entries"]), int(row["bytes"])
+
+
+def check_file_size(size: int, settings: Settings) -> None:
+    if size > settings.max_file_bytes:
+        raise TooLarge(f"content: {size} bytes is over the {settings.max_file_bytes}-byte limit")
+
+
+async def write_file(
+    session_id: UUID,
+    path: str,
+    content: bytes,
+    settings: Settings,
+    *,
+    create_only: bool = False,
+    expected_version: int | None = None,
+) -> tuple[FileMeta, bool]:
+    """Create or replace a file (parents implicitly). Returns its metadata and whether it is new.
+
+    Must run inside a transaction: it takes the workspace lock.
+    """
+    check_file_size(len(content), settings)
+    await lock(session_id)
+    parents = parents_of(path)
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            "SELECT path, type, size, version FROM workspace_files "
+            "WHERE session_id = $1 AND path = ANY($2::text[])",
+            session_id,
+            [*parents, path],
+        )
+        existing = {row["path"]: row for row in rows}
+        for parent in parents:
+            if parent in existing and existing[parent]["type"] != "directory":
+                raise Conflict(f"path: '{parent}' is a file, so it cannot hold '{path}'")
+        current = existing.get(path)
+        if current is not None and current["type"] == "directory":
+            raise Conflict(f"path: '{path}' is a directory")
+        if current is not None and create_only:
+            raise Conflict(f"path: '{path}' already exists")
+        if expected_version is not None and (
+            current is None or current["version"] != expected_version
+        ):
+            found = "no file" if current is None else f"version {current['version']}"
+            raise PreconditionFailed(f"If-Match names version {expected_version}, found {found}")
+        missing_parents = [parent for parent in parents if parent not in existing]
+        added_entries = len(missing_parents) + (0 if current is not None else 1)
+        added_bytes = len(content) - (current["size"] if current is not None else 0)
+        await _check_quota(conn, session_id, added_entries, added_bytes, settings)
+        now = utc_now()
+        if missing_parents:
+            await _insert_directories(conn, session_id, missing_parents, now)
+        row = await conn.fetchrow(
+            "INSERT INTO workspace_files "
+            "(session_id, path, type, content, size, sha256, version, created_at, updated_at) "
+            "VALUES ($1, $2, 'file', $3, $4, $5, 1, $6, $6) "
+            "ON CONFLICT (session_id, path) DO UPDATE SET content = EXCLUDED.content, "
+            "size = EXCLUDED.size, sha256 = EXCLUDED.sha256, "
+            "version = workspace_files.version + 1, updated_at = EXCLUDED.updated_at "
+            f"RETURNING {_META_COLUMNS}",
+            session_id,
+            path,
+            content,
+            len(content),
+            sha256(content),
+            now,
+        )
+        await conn.execute("UPDATE sessions SET updated_at = $2 WHERE id = $1", session_id, now)
+    return meta(row), current is None
+
+
+async def make_directory(session_id: UUID, path: str, settings: Settings) -> tuple[FileMeta, bool]:
+    """Create a directory (and its parents); existing directories are fine, files are not."""
+    await lock(session_id)
+    parents = parents_of(path)
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            f"SELECT {_META_COLUMNS} FROM workspace_files "
+            "WHERE session_id = $1 AND path = ANY($2::text[])",
+            session_id,
+            [*parents, path],
+        )
+        existing = {row["path"]: row for row in rows}
+        for candidate in [*parents, path]:
+            if candidate in existing and existing[candidate]["type"] != "directory":
+                raise Conflict(f"path: '{candidate}' is a file")
+        if path in existing:
+            return meta(existing[path]), False
+        missing = [candidate for candidate in [*parents, path] if candidate not in existing]
+        await _check_quota(conn, session_id, len(missing), 0, settings)
+        now = utc_now()
+        await _insert_directories(conn, session_id, missing, now)
+        row = await conn.fetchrow(
+            f"SELECT {_META_COLUMNS} FROM workspace_files WHERE session_id = $1 AND path = $2",
+            session_id,
+            path,
+        )
+        await conn.execute("UPDATE sessions SET updated_at = $2 WHERE id = $1", session_id, now)
+    return meta(row), True
+
+
+async def delete_path(session_id: UUID, path: str) -> int:
+    """Delete a file, or a directory and everything under it. 404 when nothing is there."""
+    await lock(session_id)
+    async with db.connection() as conn:
+        status = await conn.execute(
+            "DELETE FROM workspace_files WHERE session_id = $1 "
+            "AND (path = $2 OR starts_with(path, $3))",
+            session_id,
+            path,
+            path + "/",
+        )
+        deleted = int(status.split()[-1])
+        if deleted == 0:
+            raise NotFound(f"path: '{path}' does not exist")
+        await conn.execute(
+            "UPDATE sessions SET updated_at = $2 WHERE id = $1", session_id, utc_now()
+        )
+    return deleted
+
+
+async def apply_changes(
+    session_id: UUID,
+    files: Mapping[str, bytes],
+    directories: Iterable[str],
+    deleted: Iterable[str],
+) -> None:
+    """Write back what changed inside an execution environment, as one set.
+
+    The caller holds the transaction and the workspace lock and has already applied the
+    limits; deletions run first so a rename (delete + create) or a file that became a
+    directory lands cleanly.
+    """
+    now = utc_now()
+    async with db.connection() as conn:
+        gone = sorted(set(deleted))
+        if gone:
+            await conn.execute(
+                "DELETE FROM workspace_files WHERE session_id = $1 AND path = ANY($2::text[])",
+                session_id,
+                gone,
+            )
+        new_directories = sorted(set(directories))
+        if new_directories:
+            await _insert_directories(conn, session_id, new_directories, now)
+        if files:
+            await conn.executemany(
+                "INSERT INTO workspace_files "
+                "(session_id, path, type, content, size, sha256, version, created_at, updated_at) "
+                "VALUES ($1, $2, 'file', $3, $4, $5, 1, $6, $6) "
+                "ON CONFLICT (session_id, path) DO UPDATE SET content = EXCLUDED.content, "
+                "size = EXCLUDED.size, sha256 = EXCLUDED.sha256, type = 'file', "
+                "version = workspace_files.version + 1, updated_at = EXCLUDED.updated_at",
+                [
+                    (session_id, path, content, len(content), sha256(content), now)
+                    for path, content in sorted(files.items())
+                ],
+            )
+        if gone or new_directories or files:
+            await conn.execute(
+                "UPDATE sessions SET updated_at = $2 WHERE id = $1", session_id, now
+            )
+
+
+async def _insert_directories(conn: object, session_id: UUID, paths: list[str], now: datetime) -> None:
+    await conn.executemany(  # type: ignore[attr-defined]
+        "INSERT INTO workspace_files "
+        "(session_id, path, type, content, size, sha256, version, created_at, updated_at) "
+        "VALUES ($1, $2, 'directory', NULL, 0, NULL, 1, $3, $3) "
+        "ON CONFLICT (session_id, path) DO NOTHING",
+        [(session_id, path, now) for path in paths],
+    )
+
+
+async def _check_quota(
+    conn: object, session_id: UUID, added_entries: int, added_bytes: int, settings: Settings
+) -> None:
+    row = await conn.fetchrow(  # type: ignore[attr-defined]
+        "SELECT count(*) AS entries, coalesce(sum(size), 0) AS bytes "
+        "FROM workspace_files WHERE session_id = $1",
+        session_id,
+    )
+    if added_entries > 0 and row["entries"] + added_entries > settings.max_workspace_entries:
+        raise TooLarge(
+            f"workspace: at most {settings.max_workspace_entries} files and directories"
+        )
+    if added_bytes > 0 and row["bytes"] + added_bytes > settings.max_workspace_bytes:
+        raise TooLarge(f"workspace: at most {settings.max_workspace_bytes} bytes in all")

@@ -1,0 +1,135 @@
+"""Fixtures every test shares: a fresh PostgreSQL database and the real platform on a socket.
+
+The database is a new one on the server DATABASE_URL names, or on an embedded ``pgserver``
+when it is unset. The platform is ``python -m ingress`` in a subprocess (the gateway serving
+every function), so tests speak HTTP and WebSocket over a real socket exactly as clients do.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import Platform
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytest_plugins = ["anyio"]
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _replace_database(url: str, name: str) -> str:
+    parsed = httpx.URL(url)
+    return str(parsed.copy_with(path="/" + name))
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A brand-new, empty database for this test run; dropped afterwards."""
+    import asyncio
+
+    import asyncpg
+
+    name = f"cep_test_{uuid.uuid4().hex[:12]}"
+    server = os.environ.get("DATABASE_URL")
+    embedded = None
+    if not server:
+        import pgserver
+
+        pgdata = ROOT / ".data" / "test-pg"
+        pgdata.mkdir(parents=True, exist_ok=True)
+        embedded = pgserver.get_server(pgdata, cleanup_mode="stop")
+        server = embedded.get_uri()
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(server)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield _replace_database(server, name)
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def start_platform(database_url: str, extra_env: dict[str, str] | None = None) -> Platform:
+    """Start the gateway as a subprocess and wait until it answers its liveness route."""
+    port = _free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="cep-test-"))
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "DATA_DIR": str(workdir / "data"),
+        "TRUST_PROXY_HEADERS": "true",
+        "LOG_LEVEL": "warning",
+        **(extra_env or {}),
+    }
+    log_path = workdir / "server.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed when the platform stops
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ingress"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    platform = Platform(
+        base_url=f"http://127.0.0.1:{port}",
+        ws_url=f"ws://127.0.0.1:{port}",
+        process=process,
+        log_path=log_path,
+        workdir=workdir,
+        log_file=log,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the platform exited at start:\n{log_path.read_text()[-4000:]}")
+        try:
+            if httpx.get(platform.base_url + "/api/health/", timeout=1).status_code == 200:
+                return platform
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            platform.stop()
+            raise RuntimeError(f"the platform did not start:\n{log_path.read_text()[-4000:]}")
+        time.sleep(0.05)  # polling the socket for the condition "server answers"
+
+
+@pytest.fixture(scope="session")
+def platform(database_url: str) -> Iterator[Platform]:
+    running = start_platform(database_url)
+    try:
+        yield running
+    finally:
+        running.stop()
+        shutil.rmtree(running.workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def api(platform: Platform) -> Iterator[httpx.Client]:
+    """An anonymous HTTP client of the platform."""
+    with httpx.Client(base_url=platform.base_url, timeout=30) as client:
+        yield client

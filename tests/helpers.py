@@ -1,0 +1,104 @@
+"""Test helpers: act as clients do, through the public API only."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import subprocess
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+PASSWORD = "correct horse battery"
+_counter = itertools.count(1)
+
+
+@dataclass
+class Platform:
+    base_url: str
+    ws_url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    workdir: Path
+    log_file: IO[bytes]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log_file.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@dataclass
+class User:
+    id: int
+    username: str
+    email: str
+    token: str
+    client: httpx.Client
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def unique_name(prefix: str = "user") -> str:
+    return f"{prefix}{next(_counter)}_{uuid.uuid4().hex[:6]}"
+
+
+def register(api: httpx.Client, username: str | None = None, email: str | None = None,
+             password: str = PASSWORD) -> httpx.Response:
+    username = username or unique_name()
+    email = email or f"{username}@example.com"
+    return api.post(
+        "/api/users/register", json={"username": username, "email": email, "password": password}
+    )
+
+
+def new_user(api: httpx.Client, *, reviewer: bool = False, level: int | None = None) -> User:
+    """Register and log in a fresh user; the returned client carries its bearer token."""
+    username = unique_name()
+    email = f"{username}@example.com"
+    response = register(api, username, email)
+    assert response.status_code == 201, response.text
+    login = api.post("/api/users/login", json={"username": username, "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    token = login.json()["data"]["token"]
+    client = httpx.Client(
+        base_url=str(api.base_url), timeout=30, headers={"Authorization": f"Bearer {token}"}
+    )
+    user = User(login.json()["data"]["user"]["id"], username, email, token, client)
+    if reviewer:
+        body: dict[str, Any] = {"is_reviewer": True}
+        if level is not None:
+            body["reviewer_level"] = level
+        assert client.put("/api/users/me/reviewer-status", json=body).status_code == 200
+    return user
+
+
+def new_workspace(user: User, name: str = "ws") -> str:
+    response = user.client.post("/api/postgres_sessions/", json={"name": name})
+    assert response.status_code == 201, response.text
+    return response.json()["data"]["id"]
+
+
+def assert_error(response: httpx.Response, status: int) -> dict[str, Any]:
+    """The response is the error envelope with this status."""
+    assert response.status_code == status, (response.status_code, response.text)
+    body = response.json()
+    assert body["success"] is False, body
+    assert isinstance(body["message"], str) and body["message"]
+    assert isinstance(body["error"], str) and body["error"]
+    assert body["timestamp"].endswith("Z")
+    return body
