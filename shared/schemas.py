@@ -7,10 +7,15 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
+from litestar.params import Parameter
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1, le=2_147_483_647)]
 Skip = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
 Limit = Annotated[int, msgspec.Meta(ge=1, le=100)]
+
+# Pagination query parameters of every list endpoint: ``skip: int = SKIP, limit: int = LIMIT``.
+SKIP = Parameter(default=0, ge=0, le=1_000_000, description="How many items to skip")
+LIMIT = Parameter(default=50, ge=1, le=100, description="How many items to return (1..100)")
 
 
 class UserPublic(msgspec.Struct):

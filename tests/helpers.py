@@ -74,6 +74,7 @@ def new_user(api: httpx.Client, *, reviewer: bool = False, level: int | None = N
     assert response.status_code == 201, response.text
     login = api.post("/api/users/login", json={"username": username, "password": PASSWORD})
     assert login.status_code == 200, login.text
+    api.cookies.clear()  # the anonymous client stays anonymous
     token = login.json()["data"]["token"]
     client = httpx.Client(
         base_url=str(api.base_url), timeout=30, headers={"Authorization": f"Bearer {token}"}

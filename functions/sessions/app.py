@@ -1,5 +1,12 @@
-"""The sessions function (routes to come)."""
+"""The sessions function: workspaces, their legacy single-file view, the editor's view."""
 
+from functions.sessions.routes import (
+    LegacySessionsController,
+    SessionsController,
+    SessionWorkspaceController,
+)
 from shared.app_factory import create_app
 
-app = create_app("sessions", [])
+app = create_app(
+    "sessions", [SessionsController, LegacySessionsController, SessionWorkspaceController]
+)

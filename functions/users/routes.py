@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from litestar import Controller, Request, Response, get, post, put
 from litestar.datastructures import Cookie
-from litestar.params import Parameter
 
 from functions.users import service
 from functions.users.schemas import (
@@ -19,7 +18,7 @@ from shared.auth import AuthUser, client_address
 from shared.config import get_settings
 from shared.envelope import Envelope, ListEnvelope, ok, ok_list
 from shared.errors import error_responses
-from shared.schemas import Limit, Skip, UserProfile, UserPublic
+from shared.schemas import LIMIT, SKIP, UserProfile, UserPublic
 
 
 class UsersController(Controller):
@@ -72,8 +71,8 @@ class UsersController(Controller):
     async def reviewers(
         self,
         user: AuthUser,
-        skip: Skip = 0,
-        limit: Limit = Parameter(default=50, ge=1, le=100),
+        skip: int = SKIP,
+        limit: int = LIMIT,
     ) -> ListEnvelope[UserPublic]:
         """Every user who reviews, as public views."""
         items, total = await service.reviewers(skip, limit)

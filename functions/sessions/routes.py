@@ -1,0 +1,115 @@
+"""Routes of the sessions function: /api/postgres_sessions/*, /api/sessions/*,
+/api/session_workspace/*."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from litestar import Controller, delete, get, post, put
+
+from functions.sessions import service
+from functions.sessions.schemas import (
+    FileContentBody,
+    LegacySession,
+    LegacySessionCreate,
+    Session,
+    SessionCreate,
+    SessionDeleted,
+    SessionUpdate,
+    SessionWorkspace,
+)
+from shared.auth import AuthUser
+from shared.config import get_settings
+from shared.content import decode_body
+from shared.envelope import Envelope, ListEnvelope, ok, ok_list
+from shared.errors import error_responses
+from shared.paths import normalize_path
+from shared.schemas import LIMIT, SKIP
+from shared.workspace_store import FileMeta
+
+
+class SessionsController(Controller):
+    path = "/api/postgres_sessions"
+    tags = ["sessions"]
+
+    @post("/", operation_id="create_session", status_code=201)
+    async def create(self, user: AuthUser, data: SessionCreate) -> Envelope[Session]:
+        """Create a workspace owned by the caller."""
+        return ok(await service.create(user, data), "Session created")
+
+    @get("/", operation_id="list_sessions")
+    async def list(
+        self, user: AuthUser, skip: int = SKIP,
+        limit: int = LIMIT,
+    ) -> ListEnvelope[Session]:
+        """The caller's workspaces, newest first."""
+        items, total = await service.list_own(user, skip, limit)
+        return ok_list(items, total, "Sessions")
+
+    @get("/{session_id:uuid}", operation_id="get_session", responses=error_responses(404))
+    async def get(self, user: AuthUser, session_id: UUID) -> Envelope[Session]:
+        """One workspace (its owner, or the reviewer of its open review)."""
+        return ok(await service.get(user, session_id), "Session")
+
+    @put("/{session_id:uuid}", operation_id="update_session", responses=error_responses(403, 404))
+    async def update(
+        self, user: AuthUser, session_id: UUID, data: SessionUpdate
+    ) -> Envelope[Session]:
+        """Rename or (de)activate a workspace; owner only."""
+        return ok(await service.update(user, session_id, data), "Session updated")
+
+    @delete(
+        "/{session_id:uuid}",
+        operation_id="delete_session",
+        status_code=200,
+        responses=error_responses(403, 404),
+    )
+    async def delete(self, user: AuthUser, session_id: UUID) -> Envelope[SessionDeleted]:
+        """Delete a workspace, its files and reviews, and stop its execution environment."""
+        await service.delete(user, session_id)
+        return ok(SessionDeleted(id=session_id, deleted=True), "Session deleted")
+
+
+class LegacySessionsController(Controller):
+    path = "/api/sessions"
+    tags = ["sessions (legacy)"]
+
+    @post("/", operation_id="create_legacy_session", status_code=201, responses=error_responses(413))
+    async def create(self, user: AuthUser, data: LegacySessionCreate) -> Envelope[LegacySession]:
+        """Create a workspace whose main.py holds ``code``."""
+        session = await service.create_legacy(user, data, get_settings())
+        return ok(session, "Session created")
+
+    @get("/{session_id:uuid}", operation_id="get_legacy_session", responses=error_responses(404))
+    async def get(self, user: AuthUser, session_id: UUID) -> Envelope[LegacySession]:
+        """A workspace as one file: ``code`` is its main.py."""
+        return ok(await service.get_legacy(user, session_id), "Session")
+
+
+class SessionWorkspaceController(Controller):
+    path = "/api/session_workspace"
+    tags = ["sessions"]
+
+    @get("/{session_id:uuid}", operation_id="get_session_workspace", responses=error_responses(404))
+    async def get(
+        self, user: AuthUser, session_id: UUID, include_content: bool = False
+    ) -> Envelope[SessionWorkspace]:
+        """A workspace with every file's metadata (and content with ``include_content=true``)."""
+        view = await service.workspace_view(user, session_id, include_content)
+        return ok(view, "Session workspace")
+
+    @post(
+        "/{session_id:uuid}/files/{filename:path}",
+        operation_id="write_session_file",
+        status_code=200,
+        responses=error_responses(403, 404, 409, 413),
+    )
+    async def write_file(
+        self, user: AuthUser, session_id: UUID, filename: str, data: FileContentBody
+    ) -> Envelope[FileMeta]:
+        """Create or replace one file of the workspace."""
+        path = normalize_path(filename[1:] if filename.startswith("/") else filename, "filename")
+        content = decode_body(data.content, data.encoding)
+        settings = get_settings()
+        meta = await service.write_workspace_file(user, session_id, path, content, settings)
+        return ok(meta, "File saved")
