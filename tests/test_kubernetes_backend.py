@@ -141,6 +141,7 @@ async def test_stop_deletes_the_pod(
     assert await backend.stop(session_id) is False
     await backend.write_file(session_id, "ignored.txt", b"no-op when stopped")
     assert await backend.read_files(session_id, ["ignored.txt"]) == {}
+    assert (await backend.scan(session_id, [], 1024, 10)).entries == ()
     with pytest.raises(ExecutionError):
         await backend.open_shell(session_id, 80, 24)
 
@@ -319,9 +320,13 @@ async def test_files_made_in_the_shell_are_seen_by_scan_and_read(
     shell = await backend.open_shell(session, 80, 24)
     await shell.write(b"mkdir -p out && printf 'from shell' > out/made.txt && echo MA''DE\n")
     await read_until(shell, b"MADE\r\n")
+    await shell.write(b"ln -s /etc/passwd out/link && mkfifo out/fifo && echo LI''NKED\n")
+    await read_until(shell, b"LINKED\r\n")
     await shell.close()
     result = await backend.scan(session, [], 1 << 20, 100)
     assert "out/made.txt" in {e.path for e in result.entries}
+    skipped = dict(result.skipped)
+    assert skipped["out/link"] == "symlink" and skipped["out/fifo"] == "special file"
     assert await backend.read_files(session, ["out/made.txt"]) == {"out/made.txt": b"from shell"}
 
 

@@ -81,26 +81,35 @@ def read_commands(paths: Sequence[str]) -> list[list[str]]:
 
 
 # Runs inside the pod with python3 (the execution image has it): walks /workspace without
-# following symlinks, honours ignore names and the limits, prints one JSON document.
+# following symlinks, honours ignore names and the limits, prints one JSON document. The
+# rules and skip reasons are the local backend's (local_files.WorkspaceDir.scan).
 SCAN_SCRIPT = r"""
 import fnmatch, hashlib, json, os, stat, sys
 root = "/workspace"
 ignore, max_bytes, max_entries = json.loads(sys.argv[1])
-dir_patterns = [p.rstrip("/") for p in ignore if p.endswith("/")]
-name_patterns = [p for p in ignore if not p.endswith("/")]
+dir_names = {p[:-1] for p in ignore if p.endswith("/")}
+globs = [p for p in ignore if not p.endswith("/")]
 entries, skipped = [], []
-def ignored(name, is_dir):
-    if any(fnmatch.fnmatchcase(name, p) for p in name_patterns):
-        return True
-    return is_dir and any(fnmatch.fnmatchcase(name, p) for p in dir_patterns)
+def valid(path, depth):
+    try:
+        encoded = path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    if len(encoded) > 1024 or depth > 32 or "\\" in path:
+        return False
+    name = path.rsplit("/", 1)[-1]
+    return len(name.encode()) <= 255 and not any(ord(c) < 32 or ord(c) == 127 for c in name)
 def digest(path):
     h, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError("not a regular file")
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
             size += len(block)
     return size, h.hexdigest()
-def walk(rel):
+def walk(rel, depth):
     try:
         names = sorted(os.listdir(os.path.join(root, rel) if rel else root))
     except OSError:
@@ -109,23 +118,25 @@ def walk(rel):
         path = rel + "/" + name if rel else name
         full = os.path.join(root, path)
         try:
-            path.encode("utf-8")
             st = os.lstat(full)
-        except UnicodeEncodeError:
-            skipped.append([path.encode("utf-8", "replace").decode(), "name is not UTF-8"])
-            continue
         except OSError:
             continue
         is_dir = stat.S_ISDIR(st.st_mode)
-        if ignored(name, is_dir):
+        if (is_dir and name in dir_names) or any(
+            fnmatch.fnmatchcase(name, g) or fnmatch.fnmatchcase(path, g) for g in globs
+        ):
             skipped.append([path, "ignored"])
-        elif not is_dir and not stat.S_ISREG(st.st_mode):
-            skipped.append([path, "not a regular file"])
+        elif not valid(path, depth):
+            skipped.append([path.encode("utf-8", "replace").decode(), "invalid path"])
+        elif stat.S_ISLNK(st.st_mode):
+            skipped.append([path, "symlink"])
+        elif not (is_dir or stat.S_ISREG(st.st_mode)):
+            skipped.append([path, "special file"])
         elif len(entries) >= max_entries:
             skipped.append([path, "too many entries"])
         elif is_dir:
             entries.append([path, "directory", 0, None])
-            walk(path)
+            walk(path, depth + 1)
         elif st.st_size > max_bytes:
             skipped.append([path, "too large"])
         else:
@@ -137,7 +148,7 @@ def walk(rel):
                 skipped.append([path, "too large"])
             else:
                 entries.append([path, "file", size, hexdigest])
-walk("")
+walk("", 1)
 limit = int(os.environ.get("SCAN_MAX_SKIPPED", "1000"))
 unlisted = max(0, len(skipped) - limit)
 json.dump({"entries": entries, "skipped": skipped[:limit], "unlisted": unlisted}, sys.stdout)

@@ -383,8 +383,8 @@ class KubernetesBackend:
         self, session_id: UUID, ignore: Sequence[str], max_file_bytes: int, max_entries: int
     ) -> ScanResult:
         name = await self._running_pod(session_id)
-        if name is None:
-            raise ExecutionError("The execution environment is not running.")
+        if name is None:  # as the local backend: nothing running, nothing to report
+            return ScanResult(entries=())
         output = await self._run(name, scan_command(ignore, max_file_bytes, max_entries))
         return parse_scan(output)
 
