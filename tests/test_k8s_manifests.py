@@ -22,7 +22,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from ingress.routes import FUNCTIONS, ROUTE_TABLE
+from ingress.routes import DEFAULT_FUNCTION, FUNCTIONS, ROUTE_TABLE
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "k8s"
@@ -339,6 +339,11 @@ def test_ingress_paths_equal_the_route_table(target: str) -> None:
     expected = [(route.prefix, route.function) for route in ROUTE_TABLE]
     assert sorted(routed) == sorted(expected)
     assert len(routed) == len(set(routed)), "a prefix is routed twice"
+    # What matches no prefix (root, health, docs) reaches the front door, as in the gateway.
+    assert ingress["spec"]["defaultBackend"]["service"] == {
+        "name": DEFAULT_FUNCTION,
+        "port": {"name": "http"},
+    }
     services = {s["metadata"]["name"] for s in of_kind(objs, "Service")}
     assert {service for _, service in routed} <= services
 
