@@ -19,12 +19,11 @@ COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt
 COPY . .
-# The image carries the shared package, the route table and only its own function.
+# The image carries the shared package, the route table and the functions' code (a few hundred
+# KiB): the users function is the front door and documents every function in its merged OpenAPI.
+# Only ${FUNCTION} runs in it.
 RUN test -f "functions/${FUNCTION}/app.py" || (echo "no functions/${FUNCTION}/app.py" >&2; exit 1) \
- && mkdir -p /app/functions \
- && cp -r shared ingress /app/ \
- && cp -r "functions/${FUNCTION}" /app/functions/ \
- && if [ -f functions/__init__.py ]; then cp functions/__init__.py /app/functions/; fi \
+ && cp -r shared ingress functions /app/ \
  && if [ -f piccolo_conf.py ]; then cp piccolo_conf.py /app/; fi \
  && find /app -name '__pycache__' -prune -exec rm -rf {} + \
  && python -m compileall -q /app

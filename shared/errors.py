@@ -8,9 +8,11 @@ to the log only.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import asyncpg
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
@@ -92,6 +94,45 @@ def _respond(status: int, message: str, error: str, headers: dict[str, str] | No
     )
 
 
+# msgspec quotes the whole pattern a string failed to match; users need to know which field.
+_REGEX_MESSAGE = re.compile(r"Expected `str` matching regex '.*?'(?=; |$)")
+
+
+def _body_field_errors(request: Request) -> list[str]:
+    """Every failing field of a JSON body, not only the first one msgspec stops at.
+
+    Litestar validates the body in one pass that ends at the first error; to name every field,
+    the cached body is checked again field by field against the handler's ``data`` type.
+    """
+    from litestar.utils.scope.state import ScopeState
+
+    body = ScopeState.from_scope(request.scope).body
+    handler = request.scope.get("route_handler")
+    if not isinstance(body, bytes) or not body or handler is None:
+        return []
+    parameter = handler.parsed_fn_signature.parameters.get("data")
+    data_type = getattr(parameter, "annotation", None)
+    if not (isinstance(data_type, type) and issubclass(data_type, msgspec.Struct)):
+        return []
+    try:
+        raw = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return []
+    if not isinstance(raw, dict):
+        return []
+    errors: list[str] = []
+    for field in msgspec.structs.fields(data_type):
+        if field.encode_name not in raw:
+            if field.required:
+                errors.append(f"{field.encode_name}: required")
+            continue
+        try:
+            msgspec.convert(raw[field.encode_name], type=field.type, strict=True)
+        except msgspec.ValidationError as error:
+            errors.append(f"{field.encode_name}: {str(error).split(' - at ')[0]}")
+    return errors
+
+
 def _validation_error(exc: ValidationException) -> str:
     """Name every field that failed: "limit: must be <= 100; name: expected str"."""
     parts: list[str] = []
@@ -114,7 +155,11 @@ def http_error_handler(request: Request, exc: HTTPException) -> Response:
         return internal_error_handler(request, exc)
     if isinstance(exc, ValidationException) or status == 400:
         error = _validation_error(exc) if isinstance(exc, ValidationException) else str(exc.detail)
-        return _respond(400, "Validation failed", error)
+        if isinstance(exc, ValidationException):
+            body_errors = _body_field_errors(request)
+            if len(body_errors) > 1:
+                error = "; ".join(body_errors)
+        return _respond(400, "Validation failed", _REGEX_MESSAGE.sub("has an invalid format", error))
     message = _HTTP_MESSAGES.get(status, "Request failed")
     detail = str(exc.detail) if exc.detail else message
     if status == 404:
