@@ -4,6 +4,7 @@ protocol to the unmodified official client (see tests/fake_k8s)."""
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from uuid import UUID, uuid4
@@ -247,6 +248,23 @@ async def test_shell_reports_its_exit_code(backend: KubernetesBackend, session: 
             pass
     assert shell.exit_code == 3
     assert await shell.read() == b""
+    await shell.close()
+
+
+async def test_a_cancelled_read_loses_no_output(backend: KubernetesBackend, session: UUID) -> None:
+    shell = await backend.open_shell(session, 80, 24)
+    await shell.write(b"echo RE''ADY\n")
+    await read_until(shell, b"READY\r\n")
+    for _ in range(5):  # cancel reads at arbitrary points while output is flowing
+        with anyio.move_on_after(0.05):
+            await shell.read()
+        await shell.write(b"")
+    await shell.write(b"for i in $(seq 1 300); do echo line-$i; done\n")
+    seen = b""
+    while b"line-300\r\n" not in seen:
+        with anyio.move_on_after(0.01):  # many reads are cancelled mid-wait
+            seen += await shell.read(7)
+    assert re.findall(rb"line-(\d+)\r\n", seen) == [str(i).encode() for i in range(1, 301)]
     await shell.close()
 
 

@@ -39,17 +39,20 @@ class KubernetesShell:
         while not self._pending:
             if self._eof or self._closed:
                 return b""
-            try:
-                frame = await anyio.to_thread.run_sync(
-                    self._stream.read_frame, READ_SLICE_S, limiter=self._limiter
-                )
-            except EOFError:
-                self._eof = True
-                return b""
-            if frame is not None and frame[0] in (STDOUT, STDERR):
-                self._pending = frame[1]
+            await anyio.to_thread.run_sync(self._fill, limiter=self._limiter)
         chunk, self._pending = self._pending[:max_bytes], self._pending[max_bytes:]
         return chunk
+
+    def _fill(self) -> None:
+        """Wait up to READ_SLICE_S for one frame, kept on self (worker thread). Storing it
+        here rather than returning it means a read() cancelled meanwhile loses no output."""
+        try:
+            frame = self._stream.read_frame(READ_SLICE_S)
+        except EOFError:
+            self._eof = True
+            return
+        if frame is not None and frame[0] in (STDOUT, STDERR):
+            self._pending = frame[1]
 
     async def write(self, data: bytes) -> None:
         if data and not (self._closed or self._eof):
