@@ -1,5 +1,7 @@
-"""The workspace function (routes to come)."""
+"""The workspace function: /api/workspace/* (files, status, default files) and
+/workspace/{id}/shutdown."""
 
+from functions.workspace.routes import ShutdownController, WorkspaceController
 from shared.app_factory import create_app
 
-app = create_app("workspace", [])
+app = create_app("workspace", [WorkspaceController, ShutdownController], uses_execution=True)

@@ -1,0 +1,213 @@
+"""Routes of the workspace function: /api/workspace/* (files, status, defaults) and
+/workspace/{id}/shutdown (no /api prefix, as the original platform had it)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import unquote_to_bytes
+from uuid import UUID
+
+from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.datastructures import ResponseHeader
+from litestar.di import Provide
+from litestar.params import Parameter
+
+from functions.workspace import service
+from functions.workspace.schemas import (
+    DefaultsEnsured,
+    FileContent,
+    FileCreate,
+    FileMeta,
+    FileWrite,
+    PathDeleted,
+    ShutdownResult,
+    WorkspaceStatus,
+)
+from shared.auth import AuthUser
+from shared.config import Settings, get_settings
+from shared.envelope import Envelope, ListEnvelope, ok, ok_list
+from shared.errors import BadRequest, error_responses
+from shared.execution.runtime import ExecutionRuntime, get_runtime
+from shared.paths import normalize_path
+
+_ETAG = ResponseHeader(
+    name="ETag", description='The file\'s version, quoted: "3"', documentation_only=True
+)
+_DEPENDENCIES = {
+    "runtime": Provide(get_runtime, sync_to_thread=False),
+    "settings": Provide(get_settings, sync_to_thread=False),
+}
+IfMatch = Annotated[
+    str | None,
+    Parameter(
+        header="If-Match",
+        required=False,
+        description='Replace only if the file\'s version is still this one ("3"); "*" = it exists',
+    ),
+]
+
+
+def url_path(request: Request, file_path: str) -> str:
+    """The workspace path exactly as the client wrote it in the URL, validated.
+
+    Litestar collapses "//" and trims slashes in its path parameter, so "files//etc/passwd"
+    or "files/a//b" would arrive as harmless-looking "etc/passwd" and "a/b". The raw request
+    path (before any normalization; %-escapes such as "..%2F" decoded here) is what the client
+    meant, so that is what is checked and refused.
+    """
+    raw = request.scope.get("raw_path")
+    if raw:
+        _, marker, rest = raw.partition(b"/files/")
+        if marker:
+            try:
+                text = unquote_to_bytes(rest).decode("utf-8")
+            except UnicodeDecodeError:
+                raise BadRequest("file_path: must be valid UTF-8") from None
+            return normalize_path(text, "file_path")
+    # Without raw_path (not every ASGI server sends it): the parameter has one leading "/".
+    return normalize_path(file_path[1:] if file_path.startswith("/") else file_path, "file_path")
+
+
+class WorkspaceController(Controller):
+    path = "/api/workspace/{workspace_id:str}"  # str, so a malformed id is a 400, not a 404
+    tags = ["workspace"]
+    dependencies = _DEPENDENCIES
+
+    @get("/files", operation_id="list_workspace_files", responses=error_responses(404))
+    async def list_files(
+        self, workspace_id: UUID, user: AuthUser, runtime: ExecutionRuntime
+    ) -> ListEnvelope[FileMeta]:
+        """Every file and directory of the workspace, recursively, sorted by path (unpaginated:
+        an editor needs the whole tree, and a workspace holds at most a few thousand entries)."""
+        items = await service.list_files(runtime, workspace_id, user)
+        return ok_list(items, len(items), "Workspace files")
+
+    @post(
+        "/files",
+        operation_id="create_workspace_file",
+        status_code=201,
+        responses=error_responses(403, 404, 409, 413),
+    )
+    async def create_file(
+        self,
+        workspace_id: UUID,
+        user: AuthUser,
+        data: FileCreate,
+        runtime: ExecutionRuntime,
+        settings: Settings,
+    ) -> Envelope[FileMeta]:
+        """Create a file (``content`` in ``encoding``) or a directory; parents are created
+        implicitly. Anything already at ``path`` -> 409; a file where a parent should be -> 409."""
+        path = normalize_path(data.path, "path")
+        meta = await service.create_entry(runtime, settings, workspace_id, user, data, path)
+        return ok(meta, "Directory created" if meta.type == "directory" else "File created")
+
+    @get(
+        "/files/{file_path:path}",
+        operation_id="read_workspace_file",
+        responses=error_responses(404),
+        response_headers=[_ETAG],
+    )
+    async def read_file(
+        self,
+        request: Request,
+        workspace_id: UUID,
+        file_path: str,
+        user: AuthUser,
+        runtime: ExecutionRuntime,
+    ) -> Response[Envelope[FileContent]]:
+        """A file's content: UTF-8 text as is, other bytes base64 (``encoding: "base64"``).
+        ETag carries its version. A directory's path -> 400 (list the workspace instead)."""
+        path = url_path(request, file_path)
+        content = await service.read_file(runtime, workspace_id, user, path)
+        return Response(
+            ok(content, "File content"), headers={"ETag": service.etag(content.version)}
+        )
+
+    @put(
+        "/files/{file_path:path}",
+        operation_id="write_workspace_file",
+        status_code=200,
+        responses=error_responses(403, 404, 409, 412, 413),
+        response_headers=[_ETAG],
+    )
+    async def write_file(
+        self,
+        request: Request,
+        workspace_id: UUID,
+        file_path: str,
+        user: AuthUser,
+        data: FileWrite,
+        runtime: ExecutionRuntime,
+        settings: Settings,
+        if_match: IfMatch = None,
+    ) -> Response[Envelope[FileMeta]]:
+        """Create or replace a file (200 either way; the message says which). With If-Match,
+        only while the file is still at that version (412 otherwise)."""
+        path = url_path(request, file_path)
+        meta, created = await service.write_file(
+            runtime, settings, workspace_id, user, path, data, if_match
+        )
+        return Response(
+            ok(meta, "File created" if created else "File updated"),
+            headers={"ETag": service.etag(meta.version)},
+        )
+
+    @delete(
+        "/files/{file_path:path}",
+        operation_id="delete_workspace_file",
+        status_code=200,
+        responses=error_responses(403, 404),
+    )
+    async def delete_file(
+        self,
+        request: Request,
+        workspace_id: UUID,
+        file_path: str,
+        user: AuthUser,
+        runtime: ExecutionRuntime,
+    ) -> Envelope[PathDeleted]:
+        """Delete a file, or a directory and everything under it."""
+        path = url_path(request, file_path)
+        return ok(await service.delete_entry(runtime, workspace_id, user, path), "Deleted")
+
+    @get("/status", operation_id="workspace_status", responses=error_responses(404))
+    async def status(
+        self, workspace_id: UUID, user: AuthUser, runtime: ExecutionRuntime
+    ) -> Envelope[WorkspaceStatus]:
+        """Files, the execution environment, attached terminals, and what the last sync from
+        the environment had to skip (``sync_skipped``) and when it ran."""
+        return ok(await service.workspace_status(runtime, workspace_id, user), "Workspace status")
+
+    @post(
+        "/ensure-defaults",
+        operation_id="ensure_workspace_defaults",
+        status_code=200,
+        responses=error_responses(403, 404, 413),
+    )
+    async def ensure_defaults(
+        self, workspace_id: UUID, user: AuthUser, runtime: ExecutionRuntime, settings: Settings
+    ) -> Envelope[DefaultsEnsured]:
+        """Create ``main.py`` (hello world) and ``requirements.txt`` where nothing is at those
+        paths; existing files are left alone, so calling it again creates nothing."""
+        result = await service.ensure_defaults(runtime, settings, workspace_id, user)
+        return ok(result, "Default files ensured")
+
+
+class ShutdownController(Controller):
+    path = "/workspace/{workspace_id:str}"
+    tags = ["workspace"]
+    dependencies = _DEPENDENCIES
+
+    @post(
+        "/shutdown",
+        operation_id="shutdown_workspace",
+        status_code=200,
+        responses=error_responses(403, 404),
+    )
+    async def shutdown(
+        self, workspace_id: UUID, user: AuthUser, runtime: ExecutionRuntime
+    ) -> Envelope[ShutdownResult]:
+        """Sync the execution environment's files back, stop it and close its terminals.
+        Idempotent: with nothing running it reports ``container_cleaned: true``."""
+        return ok(await service.shutdown(runtime, workspace_id, user), "Workspace shut down")
