@@ -12,10 +12,17 @@ from uuid import UUID, uuid4
 import anyio
 import pytest
 
-from shared.execution.base import ExecutionError, ExecutionState, Shell, WorkspaceEntry
+from shared.execution.base import (
+    ExecutionBackend,
+    ExecutionError,
+    ExecutionState,
+    Shell,
+    WorkspaceEntry,
+)
 from shared.execution.kubernetes import KubernetesBackend, KubernetesBackendConfig
 from shared.execution.pod_spec import pod_name
 from tests.fake_k8s import V4, V5, FakeKubernetes
+from tests.fake_k8s.factory import kubernetes_backend
 
 pytestmark = pytest.mark.anyio
 BINARY = bytes(range(256)) * 4
@@ -135,7 +142,12 @@ async def test_stop_deletes_the_pod(
     session_id = uuid4()
     await backend.ensure_started(session_id, OWNER, [])
     assert pod_name(session_id) in pod_names(fake_k8s)
+    shell = await backend.open_shell(session_id, 80, 24)
     assert await backend.stop(session_id) is True
+    with anyio.fail_after(10):  # the pod's processes went with it: the shell ends
+        while await shell.read():
+            pass
+    await shell.close()
     assert pod_name(session_id) not in pod_names(fake_k8s)
     assert (await backend.status(session_id)).state is ExecutionState.STOPPED
     assert session_id not in await backend.running_sessions()
@@ -205,6 +217,16 @@ async def test_a_wrong_token_is_a_clear_error(fake_k8s: FakeKubernetes, tmp_path
             await backend.ensure_started(uuid4(), OWNER, [])
     finally:
         await backend.aclose()
+
+
+async def test_backend_and_shell_implement_the_protocols(tmp_path: Path) -> None:
+    async with kubernetes_backend(tmp_path) as backend:
+        assert isinstance(backend, ExecutionBackend) and backend.name == "kubernetes"
+        session_id = uuid4()
+        await backend.ensure_started(session_id, OWNER, [])
+        shell = await backend.open_shell(session_id, 80, 24)
+        assert isinstance(shell, Shell) and shell.exit_code is None
+        await shell.close()
 
 
 # --- shell -------------------------------------------------------------------------------
