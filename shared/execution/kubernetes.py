@@ -124,11 +124,15 @@ class KubernetesBackend:
 
     async def _call(self, fn: Callable[..., T], *args: Any, abandon: bool = False, **kw: Any) -> T:
         """Run a blocking call in a worker thread; cluster trouble becomes ExecutionError.
-        ApiException passes through for callers that expect 404/409."""
+        ApiException 404 and 409 pass through for the callers that expect them."""
         try:
             return await anyio.to_thread.run_sync(
                 functools.partial(fn, *args, **kw), abandon_on_cancel=abandon
             )
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                raise
+            raise self._refused(exc) from exc
         except (urllib3.exceptions.HTTPError, OSError, config.ConfigException) as exc:
             log.warning("kubernetes API unreachable: %s", exc)
             raise ExecutionError("The cluster API is not reachable.") from exc
