@@ -35,7 +35,9 @@ def tree(user: User, workspace: str) -> dict[str, tuple[str, int]]:
     return {entry["path"]: (entry["type"], entry["version"]) for entry in listing(user, workspace)}
 
 
-def create(user: User, workspace: str, path: str, content: str = "", **extra: Any) -> httpx.Response:
+def create(
+    user: User, workspace: str, path: str, content: str = "", **extra: Any
+) -> httpx.Response:
     return user.client.post(files_url(workspace), json={"path": path, "content": content, **extra})
 
 
@@ -94,7 +96,16 @@ def test_listing_returns_every_entry_recursively_sorted_by_path_with_a_count(
     paths = [entry["path"] for entry in body["data"]]
     assert paths == sorted(paths)
     assert set(paths) == {
-        "a", "a.txt", "a/b", "a/b/c.txt", "a/z.txt", "b.txt", "c", "c/d", "c/d/e", "c/d/e/f.txt",
+        "a",
+        "a.txt",
+        "a/b",
+        "a/b/c.txt",
+        "a/z.txt",
+        "b.txt",
+        "c",
+        "c/d",
+        "c/d/e",
+        "c/d/e/f.txt",
     }
     assert body["count"] == len(paths) == 10
     for entry in body["data"]:
@@ -135,7 +146,9 @@ def test_a_file_cannot_be_the_parent_of_anything(owner: User, workspace: str) ->
     assert tree(owner, workspace) == before
 
 
-def test_a_request_body_path_with_percent_signs_is_taken_literally(owner: User, workspace: str) -> None:
+def test_a_request_body_path_with_percent_signs_is_taken_literally(
+    owner: User, workspace: str
+) -> None:
     # Only URLs are percent-decoded; in JSON "%2e%2e%2f" is an ordinary (odd) file name.
     assert create(owner, workspace, "%2e%2e%2fx", "literal").status_code == 201
     assert [entry["path"] for entry in listing(owner, workspace)] == ["%2e%2e%2fx"]
@@ -191,7 +204,7 @@ def test_binary_content_round_trips_byte_for_byte_as_base64(owner: User, workspa
 
 
 def test_base64_of_utf8_text_is_stored_as_that_text(owner: User, workspace: str) -> None:
-    encoded = base64.b64encode("plain text".encode()).decode()
+    encoded = base64.b64encode(b"plain text").decode()
     assert create(owner, workspace, "t.txt", encoded, encoding="base64").status_code == 201
     data = read(owner, workspace, "t.txt")
     assert data["content"] == "plain text" and data["encoding"] == "utf-8"
@@ -217,7 +230,9 @@ def test_reading_a_missing_file_is_404(owner: User, workspace: str) -> None:
 # ---- replacing, If-Match -------------------------------------------------------------------
 
 
-def test_put_creates_a_file_then_replaces_it_bumping_the_version(owner: User, workspace: str) -> None:
+def test_put_creates_a_file_then_replaces_it_bumping_the_version(
+    owner: User, workspace: str
+) -> None:
     first = owner.client.put(files_url(workspace, "deep/er/notes.md"), json={"content": "one"})
     assert first.status_code == 200, first.text
     assert first.json()["message"] == "File created"
@@ -232,12 +247,16 @@ def test_put_creates_a_file_then_replaces_it_bumping_the_version(owner: User, wo
     assert read(owner, workspace, "deep/er/notes.md")["content"] == "two!"
 
 
-def test_put_with_the_current_etag_succeeds_and_a_stale_one_is_412(owner: User, workspace: str) -> None:
+def test_put_with_the_current_etag_succeeds_and_a_stale_one_is_412(
+    owner: User, workspace: str
+) -> None:
     url = files_url(workspace, "f.txt")
     etag = owner.client.put(url, json={"content": "v1"}).headers["etag"]
     newer = owner.client.put(url, json={"content": "v2"}, headers={"If-Match": etag})
     assert newer.status_code == 200 and newer.headers["etag"] == '"2"'
-    error = assert_error(owner.client.put(url, json={"content": "lost"}, headers={"If-Match": etag}), 412)
+    error = assert_error(
+        owner.client.put(url, json={"content": "lost"}, headers={"If-Match": etag}), 412
+    )
     assert "If-Match" in error["error"]
     assert read(owner, workspace, "f.txt")["content"] == "v2"
     assert read(owner, workspace, "f.txt")["version"] == 2
@@ -246,7 +265,9 @@ def test_put_with_the_current_etag_succeeds_and_a_stale_one_is_412(owner: User, 
 
 
 @pytest.mark.parametrize("tag", ['W/"1"', '"01x"', "garbage", '"2"', ""])
-def test_if_match_that_names_no_current_version_is_412(owner: User, workspace: str, tag: str) -> None:
+def test_if_match_that_names_no_current_version_is_412(
+    owner: User, workspace: str, tag: str
+) -> None:
     url = files_url(workspace, "f.txt")
     assert owner.client.put(url, json={"content": "v1"}).status_code == 200
     assert_error(owner.client.put(url, json={"content": "x"}, headers={"If-Match": tag}), 412)
@@ -257,16 +278,22 @@ def test_if_match_star_replaces_an_existing_file_but_never_creates_one(
     owner: User, workspace: str
 ) -> None:
     assert_error(
-        owner.client.put(files_url(workspace, "new.txt"), json={"content": "x"}, headers={"If-Match": "*"}),
+        owner.client.put(
+            files_url(workspace, "new.txt"), json={"content": "x"}, headers={"If-Match": "*"}
+        ),
         412,
     )
     assert_error(
-        owner.client.put(files_url(workspace, "a/new.txt"), json={"content": "x"}, headers={"If-Match": '"1"'}),
+        owner.client.put(
+            files_url(workspace, "a/new.txt"), json={"content": "x"}, headers={"If-Match": '"1"'}
+        ),
         412,
     )
     assert listing(owner, workspace) == []
     assert create(owner, workspace, "new.txt", "x").status_code == 201
-    replaced = owner.client.put(files_url(workspace, "new.txt"), json={"content": "y"}, headers={"If-Match": "*"})
+    replaced = owner.client.put(
+        files_url(workspace, "new.txt"), json={"content": "y"}, headers={"If-Match": "*"}
+    )
     assert replaced.status_code == 200 and replaced.json()["data"]["version"] == 2
 
 
@@ -374,7 +401,9 @@ def test_a_file_over_1_mib_is_413_whichever_way_it_comes_and_nothing_is_written(
 ) -> None:
     too_big = "x" * (MIB + 1)
     assert_error(create(owner, workspace, "dir/big.txt", too_big), 413)
-    assert_error(owner.client.put(files_url(workspace, "dir/big.txt"), json={"content": too_big}), 413)
+    assert_error(
+        owner.client.put(files_url(workspace, "dir/big.txt"), json={"content": too_big}), 413
+    )
     as_base64 = base64.b64encode(b"\x00" * (MIB + 1)).decode()
     assert_error(create(owner, workspace, "dir/big.bin", as_base64, encoding="base64"), 413)
     # Multi-byte characters count as bytes: 350k three-byte characters are over 1 MiB.
@@ -486,7 +515,9 @@ def test_another_user_gets_404_at_every_endpoint_and_nothing_changes(
     assert read(owner, workspace, "src/app.py")["content"] == "secret = 42\n"
 
 
-def test_an_unassigned_reviewer_without_a_review_gets_404_too(api: httpx.Client, owner: User) -> None:
+def test_an_unassigned_reviewer_without_a_review_gets_404_too(
+    api: httpx.Client, owner: User
+) -> None:
     workspace = populated_workspace(owner)
     reviewer = new_user(api, reviewer=True)
     for method, url, body in every_request(workspace):
@@ -501,7 +532,9 @@ def test_anonymous_requests_are_401(api: httpx.Client, owner: User) -> None:
     assert tree(owner, workspace) == before
 
 
-def test_the_reviewer_of_an_open_review_reads_but_cannot_write(api: httpx.Client, owner: User) -> None:
+def test_the_reviewer_of_an_open_review_reads_but_cannot_write(
+    api: httpx.Client, owner: User
+) -> None:
     workspace = populated_workspace(owner)
     reviewer = new_user(api, reviewer=True)
     review = owner.client.post(
@@ -558,26 +591,35 @@ def test_the_entry_quota_is_413_and_a_refused_nested_write_creates_no_parents(
         assert create(owner, workspace, f"f{index}.txt", "x").status_code == 201
     before = tree(owner, workspace)
     # Three new directories and a file would make 12 entries.
-    assert "at most 10" in assert_error(create(owner, workspace, "d1/d2/d3/f.txt", "x"), 413)["error"]
+    assert (
+        "at most 10" in assert_error(create(owner, workspace, "d1/d2/d3/f.txt", "x"), 413)["error"]
+    )
     assert_error(owner.client.put(files_url(workspace, "d1/d2/f.txt"), json={"content": "x"}), 413)
     assert_error(create(owner, workspace, "d1/d2/d3", type="directory"), 413)
     assert tree(owner, workspace) == before
     # Exactly up to the limit is fine, and replacing a file adds no entry.
     assert create(owner, workspace, "d1/f.txt", "x").status_code == 201
-    assert owner.client.put(files_url(workspace, "f0.txt"), json={"content": "y"}).status_code == 200
+    assert (
+        owner.client.put(files_url(workspace, "f0.txt"), json={"content": "y"}).status_code == 200
+    )
     assert_error(create(owner, workspace, "one-more.txt", "x"), 413)
     assert_error(owner.client.post(f"/api/workspace/{workspace}/ensure-defaults"), 413)
     assert len(listing(owner, workspace)) == 10
 
 
-def test_the_byte_quota_counts_replacements_by_their_difference(small_platform: httpx.Client) -> None:
+def test_the_byte_quota_counts_replacements_by_their_difference(
+    small_platform: httpx.Client,
+) -> None:
     owner = new_user(small_platform)
     workspace = empty_workspace(owner)
     assert create(owner, workspace, "a.txt", "a" * 2500).status_code == 201
     assert_error(create(owner, workspace, "b/b.txt", "b" * 2000), 413)
     assert set(tree(owner, workspace)) == {"a.txt"}
     # Growing a.txt to 3000 keeps the workspace at 3000 bytes: fine. 1500 more is not.
-    assert owner.client.put(files_url(workspace, "a.txt"), json={"content": "a" * 3000}).status_code == 200
+    assert (
+        owner.client.put(files_url(workspace, "a.txt"), json={"content": "a" * 3000}).status_code
+        == 200
+    )
     assert_error(owner.client.put(files_url(workspace, "c.txt"), json={"content": "c" * 1500}), 413)
     assert read(owner, workspace, "a.txt")["size"] == 3000
     # The per-file limit is configurable too.
