@@ -34,9 +34,17 @@ REQUEST_MAX_BODY_BYTES = 4 * 1024 * 1024  # a 1 MiB file as base64 JSON fits wit
 
 def _document_errors(handlers: Sequence[Any]) -> None:
     """Add the always-possible error statuses (and 401 for authenticated routes) to the docs."""
+    from litestar import Controller
     from litestar.handlers import HTTPRouteHandler
 
-    for handler in handlers:
+    flat: list[Any] = []
+    for item in handlers:
+        if isinstance(item, type) and issubclass(item, Controller):
+            # A controller's handlers are class attributes; document them before registration.
+            flat.extend(vars(item).values())
+        else:
+            flat.append(item)
+    for handler in flat:
         if not isinstance(handler, HTTPRouteHandler):
             continue
         codes = list(_ALWAYS)

@@ -221,6 +221,8 @@ _DESCRIPTIONS = {
 def error_responses(*codes: int) -> dict[int, ResponseSpec]:
     """OpenAPI response entries for the error statuses a route really returns."""
     return {
-        code: ResponseSpec(data_container=ErrorEnvelope, description=_DESCRIPTIONS[code])
+        code: ResponseSpec(
+            data_container=ErrorEnvelope, description=_DESCRIPTIONS[code], generate_examples=False
+        )
         for code in codes
     }
