@@ -114,6 +114,8 @@ class LocalBackend:
         self.root = self.config.root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o711)
+        if os.geteuid() == 0 and self.config.sandbox == "bwrap":
+            _check_searchable(self.root)
         self._envs: dict[UUID, _Environment] = {}
         self._locks: dict[UUID, anyio.Lock] = {}
 
@@ -252,6 +254,17 @@ class _TrackedShell:
     async def close(self) -> None:
         await self._shell.close()
         self._registry.discard(self._shell)
+
+
+def _check_searchable(root: Path) -> None:
+    """bwrap runs as the session's host uid and resolves the workspace by path, so every
+    parent of the sandbox root must be searchable (o+x) by other users."""
+    for parent in root.parents:
+        if not os.stat(parent).st_mode & 0o001:
+            raise ExecutionError(
+                f"EXECUTION_ROOT {root}: {parent} is not searchable by other users "
+                "(the sandboxes run as unprivileged uids); chmod o+x it or choose another root"
+            )
 
 
 def _now() -> datetime:

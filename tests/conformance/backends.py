@@ -1,0 +1,52 @@
+"""The registry the conformance suite runs over: one factory per execution backend.
+
+A factory is an async context manager taking pytest's ``tmp_path`` and yielding a ready
+backend; it tears down everything it started. Add a backend by adding an entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+
+from shared.execution.base import ExecutionBackend
+from shared.execution.local import LocalBackend, LocalSandboxConfig
+
+BackendFactory = Callable[[Path], AbstractAsyncContextManager[ExecutionBackend]]
+
+
+@contextlib.asynccontextmanager
+async def local_bwrap(tmp_path: Path) -> AsyncIterator[ExecutionBackend]:
+    # Not under tmp_path: sandboxes run as unprivileged host uids that must be able to reach
+    # their directory, and pytest's temp root is private to root.
+    root = Path(tempfile.mkdtemp(prefix="cep-sandboxes-"))
+    os.chmod(root, 0o711)
+    backend = LocalBackend(LocalSandboxConfig(root=root / "sandboxes"))
+    try:
+        yield backend
+    finally:
+        for session_id in await backend.running_sessions():
+            await backend.stop(session_id)
+        await backend.aclose()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def kubernetes_fake(tmp_path: Path) -> AsyncIterator[ExecutionBackend]:
+    from tests.fake_k8s.factory import kubernetes_backend
+
+    async with kubernetes_backend(tmp_path) as backend:
+        yield backend
+
+
+BACKENDS: dict[str, BackendFactory] = {
+    "local-bwrap": local_bwrap,
+}
+
+if shutil.which("bwrap") is None:  # pragma: no cover - .ci/run installs it
+    del BACKENDS["local-bwrap"]
