@@ -1,0 +1,549 @@
+"""HTTP benchmark of the platform against a bare Litestar baseline, in ONE run.
+
+    .venv/bin/python bench/http.py [--duration 10] [--warmup 2] [--connections 32] [--threads 2]
+
+Starts the gateway (``python -m ingress``, as the tests do) on a fresh database, and a bare
+Litestar app (bench/baseline_app.py) on uvicorn with the same settings; prepares a user, a
+workspace and a 4 KiB file through the public API; then measures with ``wrk --latency``:
+
+  baseline   GET /api/health/ of the bare app (static JSON of the same shape)
+  health     GET /api/health/ through the gateway (includes a database round trip)
+  file_get   GET /api/workspace/{id}/files/bench.txt, authenticated (4 KiB file)
+  file_put   PUT /api/workspace/{id}/files/bench-put.txt, authenticated, 4 KiB JSON body
+
+and prints req/s, p50, p99 and the ratios against the baseline next to the targets of issue 2.
+Results go to bench/results/http-<timestamp>.json (git-ignored). See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as ``python bench/http.py``, this file's folder comes first on sys.path and this module
+# would shadow the standard library's ``http`` package for every import below (httpx, uvicorn).
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import platform as pyplatform  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from dataclasses import asdict, dataclass, field  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+from typing import Any  # noqa: E402
+
+import httpx  # noqa: E402
+
+FILE_BYTES = 4096
+PASSWORD = "correct horse battery"
+RESULTS = HERE / "results"
+
+# (scenario, minimum req/s ratio to the baseline); p99 of each must be <= P99_MAX x baseline's.
+TARGETS = {"health": 0.70, "file_get": 0.35, "file_put": 0.20}
+P99_MAX = 4.0
+
+
+@dataclass
+class Measure:
+    name: str
+    method: str
+    url: str
+    tool: str
+    requests: int = 0
+    rps: float = 0.0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    non_2xx: int = 0
+    socket_errors: dict[str, int] = field(default_factory=dict)
+    skipped: str | None = None
+    raw: str = ""
+
+
+# ---------------------------------------------------------------------------------------------
+# processes
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited at start:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url}: the server did not start:\n{log.read_text()[-4000:]}")
+        time.sleep(0.05)
+
+
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def fresh_database() -> Iterator[str]:
+    """A new empty database on DATABASE_URL's server, or on the embedded pgserver under
+    .data/bench-pg; dropped afterwards (the same recipe as the tests' fixture)."""
+    import asyncpg
+
+    name = f"cep_bench_{uuid.uuid4().hex[:12]}"
+    server = os.environ.get("DATABASE_URL")
+    embedded = None
+    if not server:
+        import pgserver
+
+        pgdata = ROOT / ".data" / "bench-pg"
+        pgdata.mkdir(parents=True, exist_ok=True)
+        embedded = pgserver.get_server(pgdata, cleanup_mode="stop")
+        server = embedded.get_uri()
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(server)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield str(httpx.URL(server).copy_with(path="/" + name))
+    finally:
+        try:
+            asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        except Exception as exc:  # noqa: BLE001 - cleanup must not hide the real outcome
+            print(f"warning: could not drop database {name}: {exc}", file=sys.stderr)
+        del embedded
+
+
+def start_gateway(database_url: str) -> Any:
+    """The platform exactly as the tests start it (tests.conftest.start_platform)."""
+    from tests.conftest import start_platform
+
+    return start_platform(database_url, {"LOG_LEVEL": "warning"})
+
+
+def start_baseline(workdir: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
+    port = free_port()
+    log_path = workdir / "baseline.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "uvicorn", "bench.baseline_app:app",
+                "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+                "--log-level", "warning", "--lifespan", "on",
+            ],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(base + "/api/health/", process, log_path)
+    except BaseException:
+        stop_process(process)
+        raise
+    return process, base, log_path
+
+
+# ---------------------------------------------------------------------------------------------
+# data through the public API
+
+
+@dataclass
+class Prepared:
+    token: str | None = None
+    workspace_id: str | None = None
+    file_ok: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def prepare(base: str) -> Prepared:
+    out = Prepared()
+    content = ("bench-4k-" * (FILE_BYTES // 9 + 1))[:FILE_BYTES]
+    username = f"bench_{uuid.uuid4().hex[:8]}"
+    with httpx.Client(base_url=base, timeout=30) as api:
+        r = api.post(
+            "/api/users/register",
+            json={"username": username, "email": f"{username}@example.com", "password": PASSWORD},
+        )
+        if r.status_code != 201:
+            out.notes.append(f"register -> {r.status_code}: {r.text[:300]}")
+            return out
+        r = api.post("/api/users/login", json={"username": username, "password": PASSWORD})
+        if r.status_code != 200:
+            out.notes.append(f"login -> {r.status_code}: {r.text[:300]}")
+            return out
+        out.token = r.json()["data"]["token"]
+        api.cookies.clear()  # measure bearer auth only
+        auth = {"Authorization": f"Bearer {out.token}"}
+        r = api.post("/api/postgres_sessions/", json={"name": "bench"}, headers=auth)
+        if r.status_code != 201:
+            out.notes.append(f"create workspace POST /api/postgres_sessions/ -> {r.status_code}: "
+                             f"{r.text[:300]}")
+            return out
+        out.workspace_id = r.json()["data"]["id"]
+        path = f"/api/workspace/{out.workspace_id}/files"
+        r = api.post(path, json={"path": "bench.txt", "content": content}, headers=auth)
+        if r.status_code == 404 and "workspace" not in r.text.lower():
+            out.notes.append(f"POST {path} -> 404: the workspace function's routes are missing")
+            return out
+        if r.status_code not in (200, 201):
+            out.notes.append(f"POST {path} -> {r.status_code}: {r.text[:300]}")
+            return out
+        got = api.get(f"{path}/bench.txt", headers=auth)
+        if got.status_code != 200 or got.json()["data"]["content"] != content:
+            out.notes.append(f"GET {path}/bench.txt -> {got.status_code}: {got.text[:300]}")
+            return out
+        out.file_ok = True
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# load generators
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if not match:
+        raise ValueError(f"unreadable wrk duration {text!r}")
+    return float(match.group(1)) * _UNITS_MS[match.group(2)]
+
+
+def parse_wrk(out: str, m: Measure) -> Measure:
+    m.raw = out
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+    if not (rps and total and p50 and p99):
+        raise RuntimeError(f"could not read wrk's output:\n{out}")
+    m.rps, m.requests = float(rps.group(1)), int(total.group(1))
+    m.p50_ms, m.p99_ms = _ms(p50.group(1)), _ms(p99.group(1))
+    non = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    m.non_2xx = int(non.group(1)) if non else 0
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if sock:
+        m.socket_errors = dict(zip(("connect", "read", "write", "timeout"),
+                                   map(int, sock.groups()), strict=True))
+    return m
+
+
+def lua_script(method: str, headers: dict[str, str], body: str | None) -> str:
+    def lit(text: str) -> str:
+        assert "]==]" not in text
+        return f"[==[{text}]==]"
+
+    lines = [f"wrk.method = {lit(method)}"]
+    lines += [f"wrk.headers[ {lit(k)} ] = {lit(v)}" for k, v in headers.items()]
+    if body is not None:
+        lines.append(f"wrk.body = {lit(body)}")
+    return "\n".join(lines) + "\n"
+
+
+def run_wrk(wrk: str, m: Measure, headers: dict[str, str], body: str | None, seconds: float,
+            args: argparse.Namespace, tmp: Path) -> Measure:
+    script = tmp / f"{m.name}.lua"
+    script.write_text(lua_script(m.method, headers, body))
+    cmd = [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{max(1, round(seconds))}s",
+           "--latency", "--timeout", "10s", "-s", str(script), m.url]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr}{done.stdout}")
+    return parse_wrk(done.stdout, m)
+
+
+def run_httpx(m: Measure, headers: dict[str, str], body: str | None, seconds: float,
+              args: argparse.Namespace) -> Measure:
+    """Fallback when wrk is missing: a small asyncio/httpx closed-loop generator. It is far
+    slower than wrk and shares the CPU, so its figures are NOT comparable with wrk's."""
+
+    async def main() -> tuple[int, int, list[float]]:
+        latencies: list[float] = []
+        bad = 0
+        limits = httpx.Limits(max_connections=args.connections,
+                              max_keepalive_connections=args.connections)
+        async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+            stop_at = time.monotonic() + seconds
+
+            async def worker() -> None:
+                nonlocal bad
+                while time.monotonic() < stop_at:
+                    t0 = time.perf_counter()
+                    r = await client.request(m.method, m.url, headers=headers,
+                                             content=body.encode() if body else None)
+                    latencies.append((time.perf_counter() - t0) * 1000)
+                    bad += not 200 <= r.status_code < 400
+
+            await asyncio.gather(*(worker() for _ in range(args.connections)))
+            return len(latencies), bad, latencies
+
+    count, bad, lat = asyncio.run(main())
+    lat.sort()
+    m.requests, m.non_2xx, m.rps = count, bad, count / seconds
+    if lat:
+        m.p50_ms, m.p99_ms = lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    return m
+
+
+def measure(name: str, method: str, url: str, headers: dict[str, str], body: str | None,
+            args: argparse.Namespace, tmp: Path, wrk: str | None) -> Measure:
+    # One request first: wrk counts only >= 400 as "Non-2xx or 3xx", so a redirect would pass.
+    probe = httpx.request(method, url, headers=headers, content=body, timeout=30,
+                          follow_redirects=False)
+    m = Measure(name, method, url, "wrk" if wrk else "httpx-fallback")
+    if not 200 <= probe.status_code < 300:
+        raise RuntimeError(f"{name}: {method} {url} -> {probe.status_code}: {probe.text[:400]}")
+    print(f"  {name:<9} warm-up {args.warmup:g}s, measure {args.duration:g}s ...", flush=True)
+    for seconds, keep in ((args.warmup, False), (args.duration, True)):
+        if seconds <= 0:
+            continue
+        fresh = Measure(name, method, url, m.tool)
+        if wrk:
+            fresh = run_wrk(wrk, fresh, headers, body, seconds, args, tmp)
+        else:
+            fresh = run_httpx(fresh, headers, body, seconds, args)
+        if fresh.non_2xx or any(fresh.socket_errors.values()):
+            after = httpx.request(method, url, headers=headers, content=body, timeout=30)
+            raise RuntimeError(
+                f"{name}: {fresh.non_2xx} non-2xx responses, socket errors "
+                f"{fresh.socket_errors} during {'measure' if keep else 'warm-up'}:\n{fresh.raw}"
+                f"one request right after: {after.status_code} {after.text[:400]}"
+            )
+        if keep:
+            m = fresh
+    return m
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def verdicts(results: dict[str, Measure]) -> dict[str, dict[str, Any]]:
+    base = results.get("baseline")
+    out: dict[str, dict[str, Any]] = {}
+    for name, m in results.items():
+        if name.startswith("baseline") or m.skipped or not base or not base.rps:
+            continue
+        rps_ratio = m.rps / base.rps
+        p99_ratio = (m.p99_ms / base.p99_ms) if (m.p99_ms and base.p99_ms) else None
+        need = TARGETS.get(name)
+        out[name] = {
+            "rps_ratio": rps_ratio,
+            "p99_ratio": p99_ratio,
+            "rps_target": need,
+            "p99_target": P99_MAX,
+            "rps_pass": need is None or rps_ratio >= need,
+            "p99_pass": p99_ratio is not None and p99_ratio <= P99_MAX,
+        }
+    return out
+
+
+def table(results: dict[str, Measure], checks: dict[str, dict[str, Any]]) -> str:
+    head = (f"{'scenario':<13}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+            f"{'rps/base':>10}{'target':>8}{'p99/base':>10}{'target':>8}  verdict")
+    rows = [head, "-" * len(head)]
+    for name, m in results.items():
+        if m.skipped:
+            rows.append(f"{name:<13}  SKIPPED: {m.skipped}")
+            continue
+        line = f"{name:<13}{m.rps:>10.0f}{m.p50_ms or 0:>9.2f}{m.p99_ms or 0:>9.2f}"
+        c = checks.get(name)
+        if c:
+            p99 = f"{c['p99_ratio']:.2f}x" if c["p99_ratio"] is not None else "-"
+            ok = c["rps_pass"] and c["p99_pass"]
+            why = [] if ok else (["req/s"] * (not c["rps_pass"]) + ["p99"] * (not c["p99_pass"]))
+            line += (f"{c['rps_ratio'] * 100:>9.0f}%{'>=' + format(c['rps_target'], '.0%'):>8}"
+                     f"{p99:>10}{'<=4x':>8}  {'PASS' if ok else 'FAIL (' + ', '.join(why) + ')'}")
+        elif name == "baseline":
+            line += f"{'100%':>10}{'':>8}{'1.00x':>10}{'':>8}  (reference)"
+        else:
+            line += "  (baseline again, to detect drift)"
+        rows.append(line)
+    return "\n".join(rows)
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                              capture_output=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10, help="seconds per scenario")
+    parser.add_argument("--warmup", type=float, default=2, help="warm-up seconds per scenario")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", nargs="*", choices=["baseline", "health", "file_get", "file_put"],
+                        help="run only these scenarios (baseline is always run)")
+    parser.add_argument("--hold", action="store_true",
+                        help="after the run, keep the servers up until Ctrl-C (for profiling)")
+    args = parser.parse_args()
+
+    # SIGTERM unwinds like Ctrl-C, so the finally blocks stop every subprocess.
+    def on_term(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+
+    wrk = shutil.which("wrk")
+    if not wrk:
+        print("wrk is not installed (Debian/Ubuntu: sudo apt-get install wrk). Falling back to a "
+              "SMALL asyncio/httpx load generator: its figures are NOT comparable with wrk's "
+              "and understate the servers' capacity.", file=sys.stderr)
+    cores = os.cpu_count()
+    print(f"bench/http.py: {args.connections} connections, {args.threads} threads, "
+          f"{args.duration:g}s per scenario (+{args.warmup:g}s warm-up), load generator: "
+          f"{'wrk' if wrk else 'httpx-fallback'}, {cores} CPU cores shared by the load "
+          "generator, the servers and PostgreSQL (all on 127.0.0.1)", flush=True)
+
+    tmp = Path(tempfile.mkdtemp(prefix="cep-bench-"))
+    results: dict[str, Measure] = {}
+    prepared = Prepared()
+    gateway = baseline = None
+    wanted = set(args.only or ["baseline", "health", "file_get", "file_put"])
+    wanted |= {"baseline", "baseline_end"}
+    load_start = os.getloadavg()
+    try:
+        with fresh_database() as database_url:
+            try:
+                baseline, baseline_url, _ = start_baseline(tmp)
+                gateway = start_gateway(database_url)
+                print(f"gateway pid {gateway.process.pid} at {gateway.base_url}; "
+                      f"baseline pid {baseline.pid} at {baseline_url}", flush=True)
+                prepared = prepare(gateway.base_url)
+                for note in prepared.notes:
+                    print(f"NOTE: {note}", file=sys.stderr, flush=True)
+                auth = {"Authorization": f"Bearer {prepared.token}"} if prepared.token else {}
+                files = f"{gateway.base_url}/api/workspace/{prepared.workspace_id}/files"
+                put_body = json.dumps({"content": ("put-4k-" * 600)[:FILE_BYTES]})
+                plan: list[tuple[str, str, str, dict[str, str], str | None, str | None]] = [
+                    ("baseline", "GET", baseline_url + "/api/health/", {}, None, None),
+                    ("health", "GET", gateway.base_url + "/api/health/", {}, None, None),
+                    ("file_get", "GET", files + "/bench.txt", auth, None,
+                     None if prepared.file_ok else "no 4 KiB file could be prepared (see NOTE)"),
+                    ("file_put", "PUT", files + "/bench-put.txt",
+                     {**auth, "Content-Type": "application/json"}, put_body,
+                     None if prepared.workspace_id else "no workspace could be prepared"),
+                    # Again at the end: if the machine's load changed during the run, the two
+                    # baselines differ and the ratios are not to be trusted.
+                    ("baseline_end", "GET", baseline_url + "/api/health/", {}, None, None),
+                ]
+                for name, method, url, headers, body, skip in plan:
+                    if name not in wanted:
+                        continue
+                    if skip:
+                        results[name] = Measure(name, method, url, "-", skipped=skip)
+                        continue
+                    for proc, label, log in ((gateway.process, "gateway", gateway.log_path),
+                                             (baseline, "baseline", tmp / "baseline.log")):
+                        if proc.poll() is not None:
+                            raise RuntimeError(f"the {label} exited ({proc.returncode}) before "
+                                               f"{name}:\n{log.read_text()[-3000:]}")
+                    try:
+                        results[name] = measure(name, method, url, headers, body, args, tmp, wrk)
+                    except httpx.TransportError as exc:
+                        raise RuntimeError(f"{name}: {method} {url}: {exc!r} (gateway exit code "
+                                           f"{gateway.process.poll()}, baseline exit code "
+                                           f"{baseline.poll()})\n{gateway.log()[-3000:]}") from exc
+                    except RuntimeError as exc:
+                        if name == "baseline" or "-> 404" not in str(exc):
+                            raise
+                        print(f"NOTE: {exc}", file=sys.stderr)
+                        results[name] = Measure(name, method, url, "-",
+                                                skipped="404: route missing (workspace function?)")
+                if args.hold:
+                    print("holding the servers up; Ctrl-C to stop", flush=True)
+                    while True:
+                        time.sleep(3600)
+            finally:
+                if gateway is not None:
+                    gateway.stop()
+                    shutil.rmtree(gateway.workdir, ignore_errors=True)
+                stop_process(baseline)
+    except KeyboardInterrupt:
+        print("\ninterrupted; servers stopped", file=sys.stderr)
+        if not args.hold:
+            return 130
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    checks = verdicts(results)
+    print()
+    print(table(results, checks))
+    print(f"\nTargets (issue 2): req/s >= 70% (health), 35% (file GET), 20% (PUT) of the baseline "
+          f"measured in this run; p99 <= {P99_MAX:g}x the baseline's. Same {cores}-core machine "
+          "for load generator and servers: compare ratios, not absolute figures.")
+    load_end = os.getloadavg()
+    warnings = []
+    first, last = results.get("baseline"), results.get("baseline_end")
+    if first and last and first.rps and last.rps and abs(last.rps / first.rps - 1) > 0.15:
+        warnings.append(f"the baseline drifted {first.rps:.0f} -> {last.rps:.0f} req/s during the "
+                        "run: the machine's load changed, ratios are unreliable; run again")
+    if max(load_start[0], load_end[0]) > (cores or 1):
+        warnings.append(f"load average {load_start[0]:.1f} at start, {load_end[0]:.1f} at end on "
+                        f"{cores} cores: other work shares the CPU, figures are noisy")
+    for warning in warnings:
+        print(f"WARNING: {warning}")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"http-{stamp}.json"
+    out.write_text(json.dumps({
+        "timestamp": stamp,
+        "commit": git_commit(),
+        "machine": {"cpus": cores, "python": sys.version.split()[0],
+                    "platform": pyplatform.platform()},
+        "settings": {"connections": args.connections, "threads": args.threads,
+                     "duration_s": args.duration, "warmup_s": args.warmup,
+                     "tool": "wrk" if wrk else "httpx-fallback", "file_bytes": FILE_BYTES},
+        "notes": prepared.notes,
+        "warnings": warnings,
+        "loadavg": {"start": load_start, "end": load_end},
+        "results": {k: {kk: vv for kk, vv in asdict(v).items() if kk != "raw"}
+                    for k, v in results.items()},
+        "checks": checks,
+    }, indent=2))
+    print(f"results: {out.relative_to(ROOT)}")
+    failed = [n for n, c in checks.items() if not (c["rps_pass"] and c["p99_pass"])]
+    skipped = [n for n, m in results.items() if m.skipped]
+    return 1 if failed or skipped else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
