@@ -657,3 +657,16 @@ def test_assigned_reviewer_reads_the_workspace_files_only_while_the_review_is_op
     moved(reviewer, review["id"], "approved")
     assert_error(reviewer.client.get(files), 404)
     assert owner.client.get(f"{files}/src/app.py").json()["data"]["content"] == "print('hi')\n"
+
+
+def test_history_pages_and_validates_like_every_list(owner: User, reviewer: User) -> None:
+    review = review_in("requires_changes", owner, reviewer)
+    page = owner.client.get(f"/api/reviews/{review['id']}/history", params={"skip": 1, "limit": 1})
+    assert page.status_code == 200, page.text
+    body = page.json()
+    assert body["count"] == 3
+    assert [e["to_status"] for e in body["data"]] == ["in_review"]
+    for params in ({"limit": 0}, {"limit": 101}, {"skip": -1}):
+        path = f"/api/reviews/{review['id']}/history"
+        assert_error(owner.client.get(path, params=params), 400)
+    assert_error(owner.client.get("/api/reviews/2000000000/history"), 404)

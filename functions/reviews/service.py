@@ -178,6 +178,9 @@ async def create(user: AuthUser, data: ReviewCreate) -> Review:
             )
     except asyncpg.UniqueViolationError:
         raise Conflict("session_id: this workspace already has an open review") from None
+    except asyncpg.ForeignKeyViolationError:
+        # The workspace was deleted between the ownership check and the insert.
+        raise NotFound("Workspace not found") from None
     return review
 
 
