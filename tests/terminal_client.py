@@ -14,9 +14,11 @@ from tests.helpers import Platform, User
 
 
 class Terminal:
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection, keep: int = 1 << 20) -> None:
         self.ws = ws
-        self.text = ""  # everything received so far
+        self.text = ""  # the last ``keep`` characters received (a flood is not kept whole)
+        self.received = 0  # characters received in all
+        self._keep = keep
         self.controls: list[dict[str, Any]] = []
         self.close_code: int | None = None
         self.close_reason = ""
@@ -30,18 +32,24 @@ class Terminal:
             self.close_reason = exc.rcvd.reason if exc.rcvd else ""
             return False
         if isinstance(message, str):
-            self.text += message
+            self.received += len(message)
+            self.text = (self.text + message)[-self._keep :]
         else:
             self.controls.append(json.loads(message))
         return True
 
     async def until(self, marker: str, within: float = 20) -> str:
-        start = len(self.text)
+        """Read until ``marker`` arrives; what arrived meanwhile (its last ``keep`` chars)."""
+        start = self.received
         with anyio.fail_after(within):
-            while marker not in self.text[max(0, start - len(marker)) :]:
+            while True:
+                fresh = self.received - start
+                window = self.text[-(min(fresh, self._keep) + len(marker)) :] if fresh else ""
+                if marker in window:
+                    break
                 if not await self.frame():
                     raise AssertionError(f"closed ({self.close_code}) before {marker!r}")
-        return self.text[start:]
+        return self.text[-min(self.received - start, self._keep) :]
 
     async def closed(self, within: float = 20) -> int | None:
         with anyio.fail_after(within):
