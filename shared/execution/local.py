@@ -31,7 +31,7 @@ from shared.execution.base import (
     Shell,
     WorkspaceEntry,
 )
-from shared.execution.local_files import WorkspaceDir
+from shared.execution.local_files import UnsafePath, WorkspaceDir
 from shared.execution.local_pty import PtyShell, spawn_shell
 
 log = logging.getLogger(__name__)
@@ -179,12 +179,18 @@ class LocalBackend:
     async def write_file(self, session_id: UUID, path: str, content: bytes) -> None:
         env = self._running(session_id)
         if env is not None:
-            await anyio.to_thread.run_sync(env.workspace.write_file, path, content)
+            try:
+                await anyio.to_thread.run_sync(env.workspace.write_file, path, content)
+            except UnsafePath:
+                raise ExecutionError(f"{path}: a symlink or file in the way") from None
 
     async def make_directory(self, session_id: UUID, path: str) -> None:
         env = self._running(session_id)
         if env is not None:
-            await anyio.to_thread.run_sync(env.workspace.make_directory, path)
+            try:
+                await anyio.to_thread.run_sync(env.workspace.make_directory, path)
+            except UnsafePath:
+                raise ExecutionError(f"{path}: a symlink or file in the way") from None
 
     async def delete_path(self, session_id: UUID, path: str) -> None:
         env = self._running(session_id)
