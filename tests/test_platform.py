@@ -27,12 +27,12 @@ def test_docs_serve_the_merged_openapi_of_every_function(api: httpx.Client) -> N
     paths = spec["paths"]
     for expected in (
         "/api/users/register",
-        "/api/postgres_sessions/",
-        "/api/sessions/",
+        "/api/postgres_sessions",
+        "/api/sessions",
         "/api/session_workspace/{session_id}",
         "/api/workspace/{workspace_id}/files",
         "/workspace/{workspace_id}/shutdown",
-        "/api/reviews/",
+        "/api/reviews",
         "/api/health",
     ):
         assert expected in paths, expected
