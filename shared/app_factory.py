@@ -21,6 +21,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from shared import db
+from shared.allow import allow_headers, allow_middleware
 from shared.auth import current_user
 from shared.config import get_settings
 from shared.docs import API_TITLE, API_VERSION, app_openapi, docs_handlers
@@ -91,7 +92,9 @@ def create_app(
     document = (lambda: docs(app_holder["app"])) if docs else (lambda: app_openapi(app_holder["app"]))
     title = f"{API_TITLE}: {name}" if docs is None else API_TITLE
 
+    allow_table: dict[str, bytes] = {}  # filled once the app knows its routes
     app = Litestar(
+        middleware=[allow_middleware(allow_table)],
         route_handlers=[*handlers, liveness, health, readiness, *docs_handlers(document, title)],
         dependencies={"user": Provide(current_user)},
         exception_handlers=EXCEPTION_HANDLERS,
@@ -124,5 +127,6 @@ def create_app(
         ),
     )
     app_holder["app"] = app
+    allow_table.update(allow_headers(app))
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     return app

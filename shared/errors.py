@@ -190,7 +190,17 @@ def _is_connection_failure(exc: Exception) -> bool:
     )
 
 
+def unstorable_text_handler(_: Request, exc: Exception) -> Response:
+    """Text PostgreSQL cannot hold (NUL, lone surrogates) is bad input, not a server fault."""
+    return _respond(
+        400, "Validation failed", "text fields must not contain NUL characters or invalid Unicode"
+    )
+
+
 def fallback_handler(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, (UnicodeEncodeError, asyncpg.exceptions.CharacterNotInRepertoireError,
+                        asyncpg.exceptions.UntranslatableCharacterError)):
+        return unstorable_text_handler(request, exc)
     if _is_connection_failure(exc):
         return database_error_handler(request, exc)
     return internal_error_handler(request, exc)

@@ -15,7 +15,7 @@ from schemathesis.config import PositiveDataAcceptanceConfig
 
 from tests.helpers import User, new_user, new_workspace
 
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 50
 
 
 @pytest.fixture(scope="module")
