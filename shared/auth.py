@@ -76,6 +76,8 @@ def token_from_connection(connection: ASGIConnection, allow_query: bool = False)
     return connection.cookies.get(get_settings().cookie_name) or None
 
 
+UNAUTHORIZED_MESSAGE = "A valid login token is required (cookie or Authorization: Bearer)"
+
 _USER_BY_TOKEN = """
 SELECT u.id, u.username, u.email, u.is_reviewer, u.reviewer_level, u.created_at, u.updated_at
 FROM login_tokens t JOIN users u ON u.id = t.user_id
@@ -107,7 +109,7 @@ async def current_user(request: ASGIConnection) -> AuthUser:
     """Dependency: the authenticated caller, or 401."""
     user = await user_for_token(token_from_connection(request))
     if user is None:
-        raise Unauthorized("A valid login token is required (cookie or Authorization: Bearer)")
+        raise Unauthorized(UNAUTHORIZED_MESSAGE)
     return user
 
 

@@ -65,8 +65,19 @@ async def start(settings: Settings | None = None) -> None:
         if settings.db_migrate_on_start:
             await migrate()
         await DB.start_connection_pool(
-            min_size=settings.db_pool_min, max_size=settings.db_pool_max
+            min_size=settings.db_pool_min, max_size=settings.db_pool_max, reset=_reset
         )
+
+
+async def _reset(conn: Any) -> None:
+    """Return a connection to the pool without asyncpg's default reset query.
+
+    The platform sets no session state (no LISTEN, no session advisory locks on pooled
+    connections, no SET), so the default round trip on every release buys nothing; only a
+    transaction left open by a failure needs undoing.
+    """
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
 
 
 async def stop() -> None:

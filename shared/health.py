@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import anyio
 import msgspec
 from litestar import Response, get
 
@@ -69,9 +70,25 @@ async def _health_response() -> Response[Envelope[Health]]:
     return Response(ok(data, "Healthy"))
 
 
-async def _ping() -> float:
-    import anyio
+_PING_TTL_SECONDS = 1.0
+_last_ping: tuple[float, float] | None = None  # (monotonic time, latency ms)
+_ping_lock = anyio.Lock()
 
-    with anyio.fail_after(2):
-        return await db.ping()
+
+async def _ping() -> float:
+    """The database round trip, measured at most once a second however often health is asked.
+
+    Probes and load balancers poll health; one shared measurement per second keeps that from
+    costing a query per request, and a failure is never cached.
+    """
+    global _last_ping
+    if _last_ping is not None and time.monotonic() - _last_ping[0] < _PING_TTL_SECONDS:
+        return _last_ping[1]
+    async with _ping_lock:
+        if _last_ping is not None and time.monotonic() - _last_ping[0] < _PING_TTL_SECONDS:
+            return _last_ping[1]
+        with anyio.fail_after(2):
+            latency = await db.ping()
+        _last_ping = (time.monotonic(), latency)
+        return latency
 

@@ -59,6 +59,32 @@ def sha256(content: bytes) -> str:
 _META_COLUMNS = "path, type, size, version, updated_at"
 
 
+# The rows at the given paths plus one row (path NULL) with the workspace's usage: one trip.
+_ENTRIES_AND_USAGE = """
+(SELECT path, type, size, version, NULL::bigint AS entries, NULL::bigint AS bytes
+   FROM workspace_files WHERE session_id = $1 AND path = ANY($2::text[]) ORDER BY path)
+UNION ALL
+(SELECT NULL, NULL, NULL, NULL, count(*), coalesce(sum(size), 0)
+   FROM workspace_files WHERE session_id = $1)
+"""
+
+# Create or replace a file and touch its workspace in one statement.
+_UPSERT_FILE = f"""
+WITH written AS (
+    INSERT INTO workspace_files
+        (session_id, path, type, content, size, sha256, version, created_at, updated_at)
+    VALUES ($1, $2, 'file', $3, $4, $5, 1, $6, $6)
+    ON CONFLICT (session_id, path) DO UPDATE SET content = EXCLUDED.content,
+        size = EXCLUDED.size, sha256 = EXCLUDED.sha256,
+        version = workspace_files.version + 1, updated_at = EXCLUDED.updated_at
+    RETURNING {_META_COLUMNS}
+), touched AS (
+    UPDATE sessions SET updated_at = $6 WHERE id = $1
+)
+SELECT * FROM written
+"""
+
+
 async def lock(session_id: UUID) -> None:
     """Take this workspace's advisory lock for the current transaction."""
     async with db.connection() as conn:
@@ -138,13 +164,9 @@ async def write_file(
     await lock(session_id)
     parents = parents_of(path)
     async with db.connection() as conn:
-        rows = await conn.fetch(
-            "SELECT path, type, size, version FROM workspace_files "
-            "WHERE session_id = $1 AND path = ANY($2::text[])",
-            session_id,
-            [*parents, path],
-        )
-        existing = {row["path"]: row for row in rows}
+        rows = await conn.fetch(_ENTRIES_AND_USAGE, session_id, [*parents, path])
+        usage_row = next(row for row in rows if row["path"] is None)
+        existing = {row["path"]: row for row in rows if row["path"] is not None}
         for parent in parents:
             if parent in existing and existing[parent]["type"] != "directory":
                 raise Conflict(f"path: '{parent}' is a file, so it cannot hold '{path}'")
@@ -161,26 +183,13 @@ async def write_file(
         missing_parents = [parent for parent in parents if parent not in existing]
         added_entries = len(missing_parents) + (0 if current is not None else 1)
         added_bytes = len(content) - (current["size"] if current is not None else 0)
-        await _check_quota(conn, session_id, added_entries, added_bytes, settings)
+        _check_quota_of(usage_row, added_entries, added_bytes, settings)
         now = utc_now()
         if missing_parents:
             await _insert_directories(conn, session_id, missing_parents, now)
         row = await conn.fetchrow(
-            "INSERT INTO workspace_files "
-            "(session_id, path, type, content, size, sha256, version, created_at, updated_at) "
-            "VALUES ($1, $2, 'file', $3, $4, $5, 1, $6, $6) "
-            "ON CONFLICT (session_id, path) DO UPDATE SET content = EXCLUDED.content, "
-            "size = EXCLUDED.size, sha256 = EXCLUDED.sha256, "
-            "version = workspace_files.version + 1, updated_at = EXCLUDED.updated_at "
-            f"RETURNING {_META_COLUMNS}",
-            session_id,
-            path,
-            content,
-            len(content),
-            sha256(content),
-            now,
+            _UPSERT_FILE, session_id, path, content, len(content), sha256(content), now
         )
-        await conn.execute("UPDATE sessions SET updated_at = $2 WHERE id = $1", session_id, now)
     return meta(row), current is None
 
 
@@ -272,12 +281,12 @@ async def apply_changes(
                 ],
             )
         if gone or new_directories or files:
-            await conn.execute(
-                "UPDATE sessions SET updated_at = $2 WHERE id = $1", session_id, now
-            )
+            await conn.execute("UPDATE sessions SET updated_at = $2 WHERE id = $1", session_id, now)
 
 
-async def _insert_directories(conn: object, session_id: UUID, paths: list[str], now: datetime) -> None:
+async def _insert_directories(
+    conn: object, session_id: UUID, paths: list[str], now: datetime
+) -> None:
     await conn.executemany(  # type: ignore[attr-defined]
         "INSERT INTO workspace_files "
         "(session_id, path, type, content, size, sha256, version, created_at, updated_at) "
@@ -295,9 +304,13 @@ async def _check_quota(
         "FROM workspace_files WHERE session_id = $1",
         session_id,
     )
+    _check_quota_of(row, added_entries, added_bytes, settings)
+
+
+def _check_quota_of(
+    row: Mapping[str, int], added_entries: int, added_bytes: int, settings: Settings
+) -> None:
     if added_entries > 0 and row["entries"] + added_entries > settings.max_workspace_entries:
-        raise TooLarge(
-            f"workspace: at most {settings.max_workspace_entries} files and directories"
-        )
+        raise TooLarge(f"workspace: at most {settings.max_workspace_entries} files and directories")
     if added_bytes > 0 and row["bytes"] + added_bytes > settings.max_workspace_bytes:
         raise TooLarge(f"workspace: at most {settings.max_workspace_bytes} bytes in all")

@@ -9,7 +9,6 @@ from uuid import UUID
 
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.datastructures import ResponseHeader
-from litestar.di import Provide
 from litestar.params import Parameter
 
 from functions.workspace import service
@@ -23,20 +22,16 @@ from functions.workspace.schemas import (
     ShutdownResult,
     WorkspaceStatus,
 )
-from shared.auth import AuthUser
-from shared.config import Settings, get_settings
+from shared.auth import AuthUser, token_from_connection
+from shared.config import get_settings
 from shared.envelope import Envelope, ListEnvelope, ok, ok_list
 from shared.errors import BadRequest, error_responses
-from shared.execution.runtime import ExecutionRuntime, get_runtime
+from shared.execution.runtime import get_runtime
 from shared.paths import normalize_path
 
 _ETAG = ResponseHeader(
     name="ETag", description='The file\'s version, quoted: "3"', documentation_only=True
 )
-_DEPENDENCIES = {
-    "runtime": Provide(get_runtime, sync_to_thread=False),
-    "settings": Provide(get_settings, sync_to_thread=False),
-}
 IfMatch = Annotated[
     str | None,
     Parameter(
@@ -71,15 +66,12 @@ def url_path(request: Request, file_path: str) -> str:
 class WorkspaceController(Controller):
     path = "/api/workspace/{workspace_id:str}"  # str, so a malformed id is a 400, not a 404
     tags = ["workspace"]
-    dependencies = _DEPENDENCIES
 
     @get("/files", operation_id="list_workspace_files", responses=error_responses(404))
-    async def list_files(
-        self, workspace_id: UUID, user: AuthUser, runtime: ExecutionRuntime
-    ) -> ListEnvelope[FileMeta]:
+    async def list_files(self, workspace_id: UUID, user: AuthUser) -> ListEnvelope[FileMeta]:
         """Every file and directory of the workspace, recursively, sorted by path (unpaginated:
         an editor needs the whole tree, and a workspace holds at most a few thousand entries)."""
-        items = await service.list_files(runtime, workspace_id, user)
+        items = await service.list_files(get_runtime(), workspace_id, user)
         return ok_list(items, len(items), "Workspace files")
 
     @post(
@@ -93,33 +85,29 @@ class WorkspaceController(Controller):
         workspace_id: UUID,
         user: AuthUser,
         data: FileCreate,
-        runtime: ExecutionRuntime,
-        settings: Settings,
     ) -> Envelope[FileMeta]:
         """Create a file (``content`` in ``encoding``) or a directory; parents are created
         implicitly. Anything already at ``path`` -> 409; a file where a parent should be -> 409."""
         path = normalize_path(data.path, "path")
-        meta = await service.create_entry(runtime, settings, workspace_id, user, data, path)
+        meta = await service.create_entry(
+            get_runtime(), get_settings(), workspace_id, user, data, path
+        )
         return ok(meta, "Directory created" if meta.type == "directory" else "File created")
 
     @get(
         "/files/{file_path:path}",
         operation_id="read_workspace_file",
-        responses=error_responses(404),
+        responses=error_responses(401, 404),
         response_headers=[_ETAG],
     )
     async def read_file(
-        self,
-        request: Request,
-        workspace_id: UUID,
-        file_path: str,
-        user: AuthUser,
-        runtime: ExecutionRuntime,
+        self, request: Request, workspace_id: UUID, file_path: str
     ) -> Response[Envelope[FileContent]]:
         """A file's content: UTF-8 text as is, other bytes base64 (``encoding: "base64"``).
         ETag carries its version. A directory's path -> 400 (list the workspace instead)."""
         path = url_path(request, file_path)
-        content = await service.read_file(runtime, workspace_id, user, path)
+        token = token_from_connection(request)
+        content = await service.read_file(get_runtime(), workspace_id, token, path)
         return Response(
             ok(content, "File content"), headers={"ETag": service.etag(content.version)}
         )
@@ -138,15 +126,13 @@ class WorkspaceController(Controller):
         file_path: str,
         user: AuthUser,
         data: FileWrite,
-        runtime: ExecutionRuntime,
-        settings: Settings,
         if_match: IfMatch = None,
     ) -> Response[Envelope[FileMeta]]:
         """Create or replace a file (200 either way; the message says which). With If-Match,
         only while the file is still at that version (412 otherwise)."""
         path = url_path(request, file_path)
         meta, created = await service.write_file(
-            runtime, settings, workspace_id, user, path, data, if_match
+            get_runtime(), get_settings(), workspace_id, user, path, data, if_match
         )
         return Response(
             ok(meta, "File created" if created else "File updated"),
@@ -165,19 +151,18 @@ class WorkspaceController(Controller):
         workspace_id: UUID,
         file_path: str,
         user: AuthUser,
-        runtime: ExecutionRuntime,
     ) -> Envelope[PathDeleted]:
         """Delete a file, or a directory and everything under it."""
         path = url_path(request, file_path)
-        return ok(await service.delete_entry(runtime, workspace_id, user, path), "Deleted")
+        return ok(await service.delete_entry(get_runtime(), workspace_id, user, path), "Deleted")
 
     @get("/status", operation_id="workspace_status", responses=error_responses(404))
-    async def status(
-        self, workspace_id: UUID, user: AuthUser, runtime: ExecutionRuntime
-    ) -> Envelope[WorkspaceStatus]:
+    async def status(self, workspace_id: UUID, user: AuthUser) -> Envelope[WorkspaceStatus]:
         """Files, the execution environment, attached terminals, and what the last sync from
         the environment had to skip (``sync_skipped``) and when it ran."""
-        return ok(await service.workspace_status(runtime, workspace_id, user), "Workspace status")
+        return ok(
+            await service.workspace_status(get_runtime(), workspace_id, user), "Workspace status"
+        )
 
     @post(
         "/ensure-defaults",
@@ -186,18 +171,17 @@ class WorkspaceController(Controller):
         responses=error_responses(403, 404, 413),
     )
     async def ensure_defaults(
-        self, workspace_id: UUID, user: AuthUser, runtime: ExecutionRuntime, settings: Settings
+        self, workspace_id: UUID, user: AuthUser
     ) -> Envelope[DefaultsEnsured]:
         """Create ``main.py`` (hello world) and ``requirements.txt`` where nothing is at those
         paths; existing files are left alone, so calling it again creates nothing."""
-        result = await service.ensure_defaults(runtime, settings, workspace_id, user)
+        result = await service.ensure_defaults(get_runtime(), get_settings(), workspace_id, user)
         return ok(result, "Default files ensured")
 
 
 class ShutdownController(Controller):
     path = "/workspace/{workspace_id:str}"
     tags = ["workspace"]
-    dependencies = _DEPENDENCIES
 
     @post(
         "/shutdown",
@@ -205,9 +189,7 @@ class ShutdownController(Controller):
         status_code=200,
         responses=error_responses(403, 404),
     )
-    async def shutdown(
-        self, workspace_id: UUID, user: AuthUser, runtime: ExecutionRuntime
-    ) -> Envelope[ShutdownResult]:
+    async def shutdown(self, workspace_id: UUID, user: AuthUser) -> Envelope[ShutdownResult]:
         """Sync the execution environment's files back, stop it and close its terminals.
         Idempotent: with nothing running it reports ``container_cleaned: true``."""
-        return ok(await service.shutdown(runtime, workspace_id, user), "Workspace shut down")
+        return ok(await service.shutdown(get_runtime(), workspace_id, user), "Workspace shut down")
