@@ -9,7 +9,9 @@ workspace and a 4 KiB file through the public API; then measures with ``wrk --la
   baseline   GET /api/health/ of the bare app (static JSON of the same shape)
   health     GET /api/health/ through the gateway (includes a database round trip)
   file_get   GET /api/workspace/{id}/files/bench.txt, authenticated (4 KiB file)
-  file_put   PUT /api/workspace/{id}/files/bench-put.txt, authenticated, 4 KiB JSON body
+  file_put   PUT /api/workspace/{id}/files/bench-put.txt, authenticated, 4 KiB JSON body,
+             each request into one of 32 workspaces of the user (as 32 people saving)
+  file_put_one  the same, all 32 connections on one file (saves serialize; informational)
 
 and prints req/s, p50, p99 and the ratios against the baseline next to the targets of issue 2.
 Results go to bench/results/http-<timestamp>.json (git-ignored). See bench/README.md.
@@ -54,6 +56,8 @@ PASSWORD = "correct horse battery"
 RESULTS = HERE / "results"
 
 # (scenario, minimum req/s ratio to the baseline); p99 of each must be <= P99_MAX x baseline's.
+PUT_WORKSPACES = 32
+INFORMATIONAL = {"file_put_one"}
 TARGETS = {"health": 0.70, "file_get": 0.35, "file_put": 0.20}
 P99_MAX = 4.0
 
@@ -183,6 +187,8 @@ class Prepared:
     token: str | None = None
     workspace_id: str | None = None
     file_ok: bool = False
+    # One workspace per connection for the PUT scenario: each user saves into their own.
+    put_workspaces: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -224,6 +230,12 @@ def prepare(base: str) -> Prepared:
             out.notes.append(f"GET {path}/bench.txt -> {got.status_code}: {got.text[:300]}")
             return out
         out.file_ok = True
+        for i in range(PUT_WORKSPACES):
+            r = api.post("/api/postgres_sessions/", json={"name": f"bench-put-{i}"}, headers=auth)
+            if r.status_code != 201:
+                out.notes.append(f"create PUT workspace -> {r.status_code}: {r.text[:300]}")
+                break
+            out.put_workspaces.append(r.json()["data"]["id"])
     return out
 
 
@@ -259,7 +271,8 @@ def parse_wrk(out: str, m: Measure) -> Measure:
     return m
 
 
-def lua_script(method: str, headers: dict[str, str], body: str | None) -> str:
+def lua_script(method: str, headers: dict[str, str], body: str | None,
+               paths: list[str] | None = None) -> str:
     def lit(text: str) -> str:
         assert "]==]" not in text
         return f"[==[{text}]==]"
@@ -268,13 +281,17 @@ def lua_script(method: str, headers: dict[str, str], body: str | None) -> str:
     lines += [f"wrk.headers[ {lit(k)} ] = {lit(v)}" for k, v in headers.items()]
     if body is not None:
         lines.append(f"wrk.body = {lit(body)}")
+    if paths:
+        # Each request goes to one of several paths, picked at random.
+        lines.append("local paths = {" + ", ".join(lit(p) for p in paths) + "}")
+        lines.append("request = function() return wrk.format(nil, paths[math.random(#paths)]) end")
     return "\n".join(lines) + "\n"
 
 
 def run_wrk(wrk: str, m: Measure, headers: dict[str, str], body: str | None, seconds: float,
-            args: argparse.Namespace, tmp: Path) -> Measure:
+            args: argparse.Namespace, tmp: Path, paths: list[str] | None = None) -> Measure:
     script = tmp / f"{m.name}.lua"
-    script.write_text(lua_script(m.method, headers, body))
+    script.write_text(lua_script(m.method, headers, body, paths))
     cmd = [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{max(1, round(seconds))}s",
            "--latency", "--timeout", "10s", "-s", str(script), m.url]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
@@ -317,7 +334,8 @@ def run_httpx(m: Measure, headers: dict[str, str], body: str | None, seconds: fl
 
 
 def measure(name: str, method: str, url: str, headers: dict[str, str], body: str | None,
-            args: argparse.Namespace, tmp: Path, wrk: str | None) -> Measure:
+            args: argparse.Namespace, tmp: Path, wrk: str | None,
+            paths: list[str] | None = None) -> Measure:
     # One request first: wrk counts only >= 400 as "Non-2xx or 3xx", so a redirect would pass.
     probe = httpx.request(method, url, headers=headers, content=body, timeout=30,
                           follow_redirects=False)
@@ -330,7 +348,7 @@ def measure(name: str, method: str, url: str, headers: dict[str, str], body: str
             continue
         fresh = Measure(name, method, url, m.tool)
         if wrk:
-            fresh = run_wrk(wrk, fresh, headers, body, seconds, args, tmp)
+            fresh = run_wrk(wrk, fresh, headers, body, seconds, args, tmp, paths)
         else:
             fresh = run_httpx(fresh, headers, body, seconds, args)
         if fresh.non_2xx or any(fresh.socket_errors.values()):
@@ -353,7 +371,7 @@ def verdicts(results: dict[str, Measure]) -> dict[str, dict[str, Any]]:
     base = results.get("baseline")
     out: dict[str, dict[str, Any]] = {}
     for name, m in results.items():
-        if name.startswith("baseline") or m.skipped or not base or not base.rps:
+        if name.startswith("baseline") or name not in TARGETS or m.skipped or not base or not base.rps:
             continue
         rps_ratio = m.rps / base.rps
         p99_ratio = (m.p99_ms / base.p99_ms) if (m.p99_ms and base.p99_ms) else None
@@ -373,6 +391,9 @@ def table(results: dict[str, Measure], checks: dict[str, dict[str, Any]]) -> str
     head = (f"{'scenario':<13}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
             f"{'rps/base':>10}{'target':>8}{'p99/base':>10}{'target':>8}  verdict")
     rows = [head, "-" * len(head)]
+    base = results.get("baseline")
+    base_rps = base.rps if base and not base.skipped else None
+    base_p99 = base.p99_ms if base else None
     for name, m in results.items():
         if m.skipped:
             rows.append(f"{name:<13}  SKIPPED: {m.skipped}")
@@ -385,6 +406,9 @@ def table(results: dict[str, Measure], checks: dict[str, dict[str, Any]]) -> str
             why = [] if ok else (["req/s"] * (not c["rps_pass"]) + ["p99"] * (not c["p99_pass"]))
             line += (f"{c['rps_ratio'] * 100:>9.0f}%{'>=' + format(c['rps_target'], '.0%'):>8}"
                      f"{p99:>10}{'<=4x':>8}  {'PASS' if ok else 'FAIL (' + ', '.join(why) + ')'}")
+        elif name in INFORMATIONAL and base_rps:
+            line += (f"{m.rps / base_rps * 100:>9.0f}%{'':>8}"
+                     f"{(m.p99_ms or 0) / (base_p99 or 1):>9.2f}x{'':>8}  (informational)")
         elif name == "baseline":
             line += f"{'100%':>10}{'':>8}{'1.00x':>10}{'':>8}  (reference)"
         else:
@@ -410,7 +434,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=2, help="warm-up seconds per scenario")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--only", nargs="*", choices=["baseline", "health", "file_get", "file_put"],
+    parser.add_argument("--only", nargs="*", choices=["baseline", "health", "file_get", "file_put", "file_put_one"],
                         help="run only these scenarios (baseline is always run)")
     parser.add_argument("--hold", action="store_true",
                         help="after the run, keep the servers up until Ctrl-C (for profiling)")
@@ -437,7 +461,7 @@ def main() -> int:
     results: dict[str, Measure] = {}
     prepared = Prepared()
     gateway = baseline = None
-    wanted = set(args.only or ["baseline", "health", "file_get", "file_put"])
+    wanted = set(args.only or ["baseline", "health", "file_get", "file_put", "file_put_one"])
     wanted |= {"baseline", "baseline_end"}
     load_start = os.getloadavg()
     try:
@@ -452,13 +476,21 @@ def main() -> int:
                     print(f"NOTE: {note}", file=sys.stderr, flush=True)
                 auth = {"Authorization": f"Bearer {prepared.token}"} if prepared.token else {}
                 files = f"{gateway.base_url}/api/workspace/{prepared.workspace_id}/files"
+                put_urls = [f"{gateway.base_url}/api/workspace/{w}/files/bench-put.txt"
+                             for w in prepared.put_workspaces]
+                put_paths = [httpx.URL(u).raw_path.decode() for u in put_urls]
                 put_body = json.dumps({"content": ("put-4k-" * 600)[:FILE_BYTES]})
                 plan: list[tuple[str, str, str, dict[str, str], str | None, str | None]] = [
                     ("baseline", "GET", baseline_url + "/api/health/", {}, None, None),
                     ("health", "GET", gateway.base_url + "/api/health/", {}, None, None),
                     ("file_get", "GET", files + "/bench.txt", auth, None,
                      None if prepared.file_ok else "no 4 KiB file could be prepared (see NOTE)"),
-                    ("file_put", "PUT", files + "/bench-put.txt",
+                    ("file_put", "PUT", put_urls[0] if put_urls else files + "/bench-put.txt",
+                     {**auth, "Content-Type": "application/json"}, put_body,
+                     None if put_urls else "no workspaces could be prepared"),
+                    # Every connection on the same file: saves serialize on the row (and the
+                    # workspace lock) until each commit is on disk. Informational.
+                    ("file_put_one", "PUT", files + "/bench-put.txt",
                      {**auth, "Content-Type": "application/json"}, put_body,
                      None if prepared.workspace_id else "no workspace could be prepared"),
                     # Again at the end: if the machine's load changed during the run, the two
@@ -477,7 +509,8 @@ def main() -> int:
                             raise RuntimeError(f"the {label} exited ({proc.returncode}) before "
                                                f"{name}:\n{log.read_text()[-3000:]}")
                     try:
-                        results[name] = measure(name, method, url, headers, body, args, tmp, wrk)
+                        results[name] = measure(name, method, url, headers, body, args, tmp, wrk,
+                                                put_paths if name == "file_put" else None)
                     except httpx.TransportError as exc:
                         raise RuntimeError(f"{name}: {method} {url}: {exc!r} (gateway exit code "
                                            f"{gateway.process.poll()}, baseline exit code "

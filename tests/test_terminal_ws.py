@@ -140,6 +140,18 @@ async def test_shutdown_persists_everything_and_closes_the_terminals(
         assert await term.run("cat last-second.txt") == "saved"
 
 
+async def test_deleting_the_session_stops_its_environment_and_closes_its_terminals(
+    platform: Platform, owner: User, workspace: str
+) -> None:
+    async with open_terminal(platform, owner, workspace) as ws:
+        term = Terminal(ws)
+        await term.ready()
+        await term.run("echo running")
+        assert owner.client.delete(f"/api/postgres_sessions/{workspace}").status_code == 200
+        assert await term.closed() == 1001
+    assert owner.client.get(f"/api/workspace/{workspace}/status").status_code == 404
+
+
 async def test_anonymous_foreign_and_unknown_are_refused(
     platform: Platform, api: httpx.Client, owner: User, workspace: str
 ) -> None:

@@ -26,6 +26,7 @@ from anyio.abc import TaskGroup
 
 from shared import workspace_store
 from shared.config import get_settings
+from shared.execution import hooks
 from shared.execution.base import (
     EnvironmentStatus,
     ExecutionBackend,
@@ -124,6 +125,7 @@ class ExecutionRuntime:
             ready = anyio.Event()
             self._runner = asyncio.get_running_loop().create_task(self._run(ready))
             await ready.wait()
+            hooks.install(self)  # functions without the runtime (sessions) reach it through hooks
 
     async def _run(self, ready: anyio.Event) -> None:
         async with anyio.create_task_group() as tg:
@@ -147,6 +149,7 @@ class ExecutionRuntime:
             backend = self.backend
             if backend is None:
                 return
+            hooks.install(None)
             if self.manager is not None:
                 # Persist what the shells wrote, then tell clients we are restarting (1012).
                 for session_id in list(await backend.running_sessions()):

@@ -103,6 +103,8 @@ class PodSandbox:
             "--bind", str(self.tmp), "/tmp",
             "--dev", "/dev", "--proc", "/proc",
             "--unshare-pid", "--die-with-parent",
+            # As the pod's securityContext says (runAsUser/runAsGroup 1000): never root inside.
+            "--unshare-user", "--uid", "1000", "--gid", "1000",
             "--chdir", self.working_dir,
             "--", *command,
         ]  # fmt: skip
