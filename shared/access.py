@@ -68,4 +68,3 @@ async def owned_session(session_id: UUID, user: AuthUser) -> SessionAccess:
     if not access.is_owner:
         raise Forbidden("Only the owner of this workspace may change it; reviewers read only")
     return access
-

@@ -35,7 +35,9 @@ def allow_middleware(table: dict[str, bytes]) -> Any:
 
             async def send_with_allow(message: Message) -> None:
                 if allow and message["type"] == "http.response.start":
-                    headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+                    headers = [
+                        (k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"
+                    ]
                     message = {**message, "headers": [*headers, (b"allow", allow)]}
                 await send(message)
 

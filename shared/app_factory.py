@@ -89,7 +89,9 @@ def create_app(
             await db.stop()
 
     app_holder: dict[str, Litestar] = {}
-    document = (lambda: docs(app_holder["app"])) if docs else (lambda: app_openapi(app_holder["app"]))
+    document = (
+        (lambda: docs(app_holder["app"])) if docs else (lambda: app_openapi(app_holder["app"]))
+    )
     title = f"{API_TITLE}: {name}" if docs is None else API_TITLE
 
     allow_table: dict[str, bytes] = {}  # filled once the app knows its routes

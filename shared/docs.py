@@ -16,7 +16,8 @@ API_TITLE = "Code Execution Platform"
 
 _SWAGGER = """<!doctype html>
 <html><head><meta charset="utf-8"><title>{title} - Swagger UI</title>
-<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"></head>
+<link rel="stylesheet"
+ href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"></head>
 <body><div id="swagger-ui"></div>
 <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
 <script>SwaggerUIBundle({{url: "/openapi.json", dom_id: "#swagger-ui", withCredentials: true}});</script>

@@ -88,10 +88,10 @@ _HTTP_MESSAGES = {
 }
 
 
-def _respond(status: int, message: str, error: str, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        content=error_body(message, error), status_code=status, headers=headers or {}
-    )
+def _respond(
+    status: int, message: str, error: str, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(content=error_body(message, error), status_code=status, headers=headers or {})
 
 
 # msgspec quotes the whole pattern a string failed to match; users need to know which field.
@@ -159,7 +159,9 @@ def http_error_handler(request: Request, exc: HTTPException) -> Response:
             body_errors = _body_field_errors(request)
             if len(body_errors) > 1:
                 error = "; ".join(body_errors)
-        return _respond(400, "Validation failed", _REGEX_MESSAGE.sub("has an invalid format", error))
+        return _respond(
+            400, "Validation failed", _REGEX_MESSAGE.sub("has an invalid format", error)
+        )
     message = _HTTP_MESSAGES.get(status, "Request failed")
     detail = str(exc.detail) if exc.detail else message
     if status == 404:
@@ -174,7 +176,9 @@ def database_error_handler(request: Request, exc: Exception) -> Response:
 
 def internal_error_handler(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return _respond(HTTP_500_INTERNAL_SERVER_ERROR, "Internal server error", "Internal server error")
+    return _respond(
+        HTTP_500_INTERNAL_SERVER_ERROR, "Internal server error", "Internal server error"
+    )
 
 
 def _is_connection_failure(exc: Exception) -> bool:
@@ -198,8 +202,14 @@ def unstorable_text_handler(_: Request, exc: Exception) -> Response:
 
 
 def fallback_handler(request: Request, exc: Exception) -> Response:
-    if isinstance(exc, (UnicodeEncodeError, asyncpg.exceptions.CharacterNotInRepertoireError,
-                        asyncpg.exceptions.UntranslatableCharacterError)):
+    if isinstance(
+        exc,
+        (
+            UnicodeEncodeError,
+            asyncpg.exceptions.CharacterNotInRepertoireError,
+            asyncpg.exceptions.UntranslatableCharacterError,
+        ),
+    ):
         return unstorable_text_handler(request, exc)
     if _is_connection_failure(exc):
         return database_error_handler(request, exc)

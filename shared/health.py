@@ -91,4 +91,3 @@ async def _ping() -> float:
             latency = await db.ping()
         _last_ping = (time.monotonic(), latency)
         return latency
-

@@ -26,7 +26,11 @@ def normalize_path(raw: str, field: str = "path") -> str:
     if "\\" in path:
         raise BadRequest(f"{field}: must not contain a backslash")
     for char in path:
-        if char == "\x00" or unicodedata.category(char) in {"Cc", "Cf", "Zl", "Zp"} and char != "\u200d":
+        if (
+            char == "\x00"
+            or unicodedata.category(char) in {"Cc", "Cf", "Zl", "Zp"}
+            and char != "\u200d"
+        ):
             raise BadRequest(f"{field}: must not contain control characters")
     if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
         raise BadRequest(f"{field}: must be at most {MAX_PATH_BYTES} bytes")

@@ -57,8 +57,12 @@ def unique_name(prefix: str = "user") -> str:
     return f"{prefix}{next(_counter)}_{uuid.uuid4().hex[:6]}"
 
 
-def register(api: httpx.Client, username: str | None = None, email: str | None = None,
-             password: str = PASSWORD) -> httpx.Response:
+def register(
+    api: httpx.Client,
+    username: str | None = None,
+    email: str | None = None,
+    password: str = PASSWORD,
+) -> httpx.Response:
     username = username or unique_name()
     email = email or f"{username}@example.com"
     return api.post(

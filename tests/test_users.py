@@ -34,7 +34,9 @@ def test_register_returns_the_profile_without_secrets(api: httpx.Client) -> None
         ("password", "p" * 129),
     ],
 )
-def test_register_rejects_invalid_fields_naming_them(api: httpx.Client, field: str, value: str) -> None:
+def test_register_rejects_invalid_fields_naming_them(
+    api: httpx.Client, field: str, value: str
+) -> None:
     name = unique_name()
     body = {"username": name, "email": f"{name}@example.com", "password": PASSWORD, field: value}
     error = assert_error(api.post("/api/users/register", json=body), 400)
@@ -44,7 +46,11 @@ def test_register_rejects_invalid_fields_naming_them(api: httpx.Client, field: s
 def test_register_rejects_missing_fields_and_non_json(api: httpx.Client) -> None:
     assert_error(api.post("/api/users/register", json={"username": unique_name()}), 400)
     assert_error(
-        api.post("/api/users/register", content=b"{not json", headers={"content-type": "application/json"}),
+        api.post(
+            "/api/users/register",
+            content=b"{not json",
+            headers={"content-type": "application/json"},
+        ),
         400,
     )
 
@@ -52,8 +58,14 @@ def test_register_rejects_missing_fields_and_non_json(api: httpx.Client) -> None
 def test_usernames_are_unique_case_insensitively_and_emails_too(api: httpx.Client) -> None:
     name = unique_name()
     assert register(api, name, f"{name}@example.com").status_code == 201
-    assert "username" in assert_error(register(api, name.upper(), f"other{name}@example.com"), 409)["error"]
-    assert "email" in assert_error(register(api, "x" + name, f"{name.upper()}@EXAMPLE.com"), 409)["error"]
+    assert (
+        "username"
+        in assert_error(register(api, name.upper(), f"other{name}@example.com"), 409)["error"]
+    )
+    assert (
+        "email"
+        in assert_error(register(api, "x" + name, f"{name.upper()}@EXAMPLE.com"), 409)["error"]
+    )
 
 
 def test_login_by_username_or_email_sets_an_httponly_cookie(api: httpx.Client) -> None:
@@ -73,8 +85,18 @@ def test_login_by_username_or_email_sets_an_httponly_cookie(api: httpx.Client) -
 
 def test_wrong_password_and_unknown_user_get_the_same_401(api: httpx.Client) -> None:
     user = new_user(api)
-    wrong = assert_error(api.post("/api/users/login", json={"username": user.username, "password": "wrong password"}), 401)
-    unknown = assert_error(api.post("/api/users/login", json={"username": unique_name(), "password": "wrong password"}), 401)
+    wrong = assert_error(
+        api.post(
+            "/api/users/login", json={"username": user.username, "password": "wrong password"}
+        ),
+        401,
+    )
+    unknown = assert_error(
+        api.post(
+            "/api/users/login", json={"username": unique_name(), "password": "wrong password"}
+        ),
+        401,
+    )
     assert wrong["message"] == unknown["message"] and wrong["error"] == unknown["error"]
 
 
@@ -90,30 +112,49 @@ def test_me_shows_email_only_to_its_owner(api: httpx.Client) -> None:
     me = user.client.get("/api/users/me").json()["data"]
     assert me["email"] == user.email and "updated_at" in me
     reviewers = other.client.get("/api/users/reviewers", params={"limit": 100}).text
-    assert user.username in reviewers or other.client.get("/api/users/reviewers").json()["count"] > 0
+    assert (
+        user.username in reviewers or other.client.get("/api/users/reviewers").json()["count"] > 0
+    )
     assert user.email not in reviewers
 
 
 def test_logout_revokes_the_token_everywhere(api: httpx.Client) -> None:
     user = new_user(api)
-    second = api.post("/api/users/login", json={"username": user.username, "password": PASSWORD}).json()["data"]["token"]
+    second = api.post(
+        "/api/users/login", json={"username": user.username, "password": PASSWORD}
+    ).json()["data"]["token"]
     response = user.client.post("/api/users/logout")
     assert response.status_code == 200 and response.json()["data"]["revoked"] is True
     assert_error(user.client.get("/api/users/me"), 401)
     assert_error(user.client.post("/api/postgres_sessions/", json={}), 401)
     # Only that token: the user's other login still works.
-    assert api.get("/api/users/me", headers={"Authorization": f"Bearer {second}"}).status_code == 200
+    assert (
+        api.get("/api/users/me", headers={"Authorization": f"Bearer {second}"}).status_code == 200
+    )
 
 
 def test_reviewer_status_on_defaults_level_1_and_off_clears_it(api: httpx.Client) -> None:
     user = new_user(api)
     on = user.client.put("/api/users/me/reviewer-status", json={"is_reviewer": True}).json()["data"]
     assert on["is_reviewer"] is True and on["reviewer_level"] == 1
-    leveled = user.client.put("/api/users/me/reviewer-status", json={"is_reviewer": True, "reviewer_level": 3})
+    leveled = user.client.put(
+        "/api/users/me/reviewer-status", json={"is_reviewer": True, "reviewer_level": 3}
+    )
     assert leveled.json()["data"]["reviewer_level"] == 3
-    off = user.client.put("/api/users/me/reviewer-status", json={"is_reviewer": False, "reviewer_level": 2})
-    assert off.json()["data"] == {**off.json()["data"], "is_reviewer": False, "reviewer_level": None}
-    for bad in ({"is_reviewer": True, "reviewer_level": 5}, {"is_reviewer": True, "reviewer_level": 0}, {"reviewer_level": 1}, {"is_reviewer": "maybe"}):
+    off = user.client.put(
+        "/api/users/me/reviewer-status", json={"is_reviewer": False, "reviewer_level": 2}
+    )
+    assert off.json()["data"] == {
+        **off.json()["data"],
+        "is_reviewer": False,
+        "reviewer_level": None,
+    }
+    for bad in (
+        {"is_reviewer": True, "reviewer_level": 5},
+        {"is_reviewer": True, "reviewer_level": 0},
+        {"reviewer_level": 1},
+        {"is_reviewer": "maybe"},
+    ):
         assert_error(user.client.put("/api/users/me/reviewer-status", json=bad), 400)
 
 
@@ -139,7 +180,11 @@ def test_failed_logins_are_rate_limited_per_username(api: httpx.Client) -> None:
         # Each attempt from a different address: the per-username limit is what trips.
         headers = {"X-Forwarded-For": f"10.9.{i}.1"}
         assert api.post("/api/users/login", json=attempt, headers=headers).status_code == 401
-    limited = api.post("/api/users/login", json={**attempt, "password": PASSWORD}, headers={"X-Forwarded-For": "10.9.9.9"})
+    limited = api.post(
+        "/api/users/login",
+        json={**attempt, "password": PASSWORD},
+        headers={"X-Forwarded-For": "10.9.9.9"},
+    )
     assert_error(limited, 429)
     assert int(limited.headers["Retry-After"]) >= 1
 
@@ -150,7 +195,15 @@ def test_failed_logins_are_rate_limited_per_address(api: httpx.Client) -> None:
         attempt = {"username": unique_name(), "password": "wrong password"}
         assert api.post("/api/users/login", json=attempt, headers=headers).status_code == 401
     victim = new_user(api)
-    blocked = api.post("/api/users/login", json={"username": victim.username, "password": PASSWORD}, headers=headers)
+    blocked = api.post(
+        "/api/users/login",
+        json={"username": victim.username, "password": PASSWORD},
+        headers=headers,
+    )
     assert_error(blocked, 429)
-    elsewhere = api.post("/api/users/login", json={"username": victim.username, "password": PASSWORD}, headers={"X-Forwarded-For": "10.77.0.2"})
+    elsewhere = api.post(
+        "/api/users/login",
+        json={"username": victim.username, "password": PASSWORD},
+        headers={"X-Forwarded-For": "10.77.0.2"},
+    )
     assert elsewhere.status_code == 200

@@ -20,7 +20,7 @@ from functions.sessions.schemas import (
 )
 from shared.auth import AuthUser
 from shared.config import get_settings
-from shared.content import decode_body
+from shared.content import decode_content
 from shared.envelope import Envelope, ListEnvelope, ok, ok_list
 from shared.errors import error_responses
 from shared.paths import normalize_path
@@ -39,7 +39,9 @@ class SessionsController(Controller):
 
     @get("/", operation_id="list_sessions")
     async def list(
-        self, user: AuthUser, skip: int = SKIP,
+        self,
+        user: AuthUser,
+        skip: int = SKIP,
         limit: int = LIMIT,
     ) -> ListEnvelope[Session]:
         """The caller's workspaces, newest first."""
@@ -74,7 +76,9 @@ class LegacySessionsController(Controller):
     path = "/api/sessions"
     tags = ["sessions (legacy)"]
 
-    @post("/", operation_id="create_legacy_session", status_code=201, responses=error_responses(413))
+    @post(
+        "/", operation_id="create_legacy_session", status_code=201, responses=error_responses(413)
+    )
     async def create(self, user: AuthUser, data: LegacySessionCreate) -> Envelope[LegacySession]:
         """Create a workspace whose main.py holds ``code``."""
         session = await service.create_legacy(user, data, get_settings())
@@ -109,7 +113,7 @@ class SessionWorkspaceController(Controller):
     ) -> Envelope[FileMeta]:
         """Create or replace one file of the workspace."""
         path = normalize_path(filename[1:] if filename.startswith("/") else filename, "filename")
-        content = decode_body(data.content, data.encoding)
+        content = decode_content(data.content, data.encoding)
         settings = get_settings()
         meta = await service.write_workspace_file(user, session_id, path, content, settings)
         return ok(meta, "File saved")

@@ -61,8 +61,10 @@ async def list_own(user: AuthUser, skip: int, limit: int) -> tuple[list[Session]
             skip,
             limit,
         )
-        total = rows[0]["total"] if rows else await conn.fetchval(
-            "SELECT count(*) FROM sessions WHERE user_id = $1", user.id
+        total = (
+            rows[0]["total"]
+            if rows
+            else await conn.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1", user.id)
         )
     return [_session(row) for row in rows], total
 
@@ -92,7 +94,9 @@ async def delete(user: AuthUser, session_id: UUID) -> None:
     await environment_gone(session_id)
 
 
-async def create_legacy(user: AuthUser, data: LegacySessionCreate, settings: Settings) -> LegacySession:
+async def create_legacy(
+    user: AuthUser, data: LegacySessionCreate, settings: Settings
+) -> LegacySession:
     async with db.DB.transaction():
         session = await create(user, SessionCreate(name=data.name, language=data.language))
         await workspace_store.write_file(session.id, MAIN_FILE, data.code.encode(), settings)
@@ -127,7 +131,9 @@ async def get_legacy(user: AuthUser, session_id: UUID) -> LegacySession:
     )
 
 
-async def workspace_view(user: AuthUser, session_id: UUID, include_content: bool) -> SessionWorkspace:
+async def workspace_view(
+    user: AuthUser, session_id: UUID, include_content: bool
+) -> SessionWorkspace:
     access = await readable_session(session_id, user)
     await before_read(session_id)
     files: list[WorkspaceFileView] = []

@@ -13,7 +13,9 @@ Username = Annotated[str, msgspec.Meta(min_length=3, max_length=32, pattern=r"^[
 Email = Annotated[
     str,
     msgspec.Meta(
-        min_length=3, max_length=254, pattern=r"^[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f]+$"
+        min_length=3,
+        max_length=254,
+        pattern=r"^[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f]+$",
     ),
 ]
 Password = Annotated[str, msgspec.Meta(min_length=8, max_length=128)]

@@ -111,12 +111,14 @@ async def set_reviewer_status(user: AuthUser, data: ReviewerStatusUpdate) -> Use
 async def reviewers(skip: int, limit: int) -> tuple[list[UserPublic], int]:
     async with db.connection() as conn:
         rows = await conn.fetch(
-            "SELECT id, username, is_reviewer, reviewer_level, created_at, count(*) OVER () AS total "
-            "FROM users WHERE is_reviewer ORDER BY id OFFSET $1 LIMIT $2",
+            "SELECT id, username, is_reviewer, reviewer_level, created_at, "
+            "count(*) OVER () AS total FROM users WHERE is_reviewer ORDER BY id OFFSET $1 LIMIT $2",
             skip,
             limit,
         )
-        total = rows[0]["total"] if rows else await conn.fetchval(
-            "SELECT count(*) FROM users WHERE is_reviewer"
+        total = (
+            rows[0]["total"]
+            if rows
+            else await conn.fetchval("SELECT count(*) FROM users WHERE is_reviewer")
         )
     return [public_user(row) for row in rows], total

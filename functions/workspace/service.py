@@ -9,8 +9,6 @@ what changed inside its environment is synced back first, so the API never serve
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -32,6 +30,7 @@ from shared import db, workspace_store
 from shared.access import NOT_FOUND_MESSAGE, OPEN_REVIEW_STATUSES, owned_session, readable_session
 from shared.auth import UNAUTHORIZED_MESSAGE, AuthUser, hash_token, user_for_token
 from shared.config import Settings
+from shared.content import decode_content, encode_content
 from shared.errors import BadRequest, Conflict, NotFound, PreconditionFailed, Unauthorized
 from shared.execution.base import ExecutionState
 from shared.execution.runtime import ExecutionRuntime
@@ -55,35 +54,6 @@ DEFAULT_FILES: dict[str, bytes] = {
 }
 
 AccessCheck = Callable[[UUID, AuthUser], Awaitable[Any]]
-
-
-# ---- encoding -----------------------------------------------------------------------------
-
-
-def decode_content(content: str, encoding: str) -> bytes:
-    """The bytes a request carries; 400 when they do not decode."""
-    if encoding == "base64":
-        try:
-            raw = content.encode("ascii")
-            decoded = binascii.a2b_base64(raw, strict_mode=True)
-        except (binascii.Error, ValueError):
-            raise BadRequest("content: not valid base64") from None
-        # Only the canonical form (as btoa and every encoder write it): no stray padding.
-        if base64.b64encode(decoded) != raw:
-            raise BadRequest("content: not canonical base64 (padding or trailing bits)")
-        return decoded
-    try:
-        return content.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadRequest("content: not valid UTF-8 text (use encoding 'base64')") from None
-
-
-def encode_content(content: bytes) -> tuple[str, str]:
-    """(text, encoding): UTF-8 text as is, anything else as base64."""
-    try:
-        return content.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        return base64.b64encode(content).decode("ascii"), "base64"
 
 
 # ---- If-Match ------------------------------------------------------------------------------

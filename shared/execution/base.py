@@ -18,7 +18,7 @@ from uuid import UUID
 import attrs
 
 
-class ExecutionState(str, enum.Enum):
+class ExecutionState(enum.StrEnum):
     STOPPED = "stopped"
     STARTING = "starting"
     RUNNING = "running"

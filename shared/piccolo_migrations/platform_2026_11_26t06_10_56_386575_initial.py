@@ -1,16 +1,17 @@
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.columns.base import OnDelete
-from piccolo.columns.base import OnUpdate
-from piccolo.columns.column_types import Boolean
-from piccolo.columns.column_types import Bytea
-from piccolo.columns.column_types import ForeignKey
-from piccolo.columns.column_types import Integer
-from piccolo.columns.column_types import JSONB
-from piccolo.columns.column_types import Serial
-from piccolo.columns.column_types import Text
-from piccolo.columns.column_types import Timestamptz
-from piccolo.columns.column_types import UUID
-from piccolo.columns.column_types import Varchar
+from piccolo.columns.base import OnDelete, OnUpdate
+from piccolo.columns.column_types import (
+    JSONB,
+    UUID,
+    Boolean,
+    Bytea,
+    ForeignKey,
+    Integer,
+    Serial,
+    Text,
+    Timestamptz,
+    Varchar,
+)
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.defaults.uuid import UUID4
 from piccolo.columns.indexes import IndexMethod
@@ -63,9 +64,7 @@ DESCRIPTION = "The initial schema: accounts, workspaces with their files, review
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="platform", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="platform", description=DESCRIPTION)
 
     manager.add_table(
         class_name="ReviewRequest",
@@ -95,9 +94,7 @@ async def forwards():
         columns=None,
     )
 
-    manager.add_table(
-        class_name="Session", tablename="sessions", schema=None, columns=None
-    )
+    manager.add_table(class_name="Session", tablename="sessions", schema=None, columns=None)
 
     manager.add_table(
         class_name="LoginToken",
@@ -106,9 +103,7 @@ async def forwards():
         columns=None,
     )
 
-    manager.add_table(
-        class_name="User", tablename="users", schema=None, columns=None
-    )
+    manager.add_table(class_name="User", tablename="users", schema=None, columns=None)
 
     manager.add_column(
         table_class_name="ReviewRequest",

@@ -1,4 +1,4 @@
-"""Piccolo tables, one module per concern. Re-exported so callers write ``from shared.tables import User``."""
+"""Piccolo tables, one module per concern, re-exported: ``from shared.tables import User``."""
 
 from shared.tables.accounts import LoginFailure, LoginToken, User
 from shared.tables.reviews import ReviewHistory, ReviewRequest

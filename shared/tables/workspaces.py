@@ -1,8 +1,8 @@
 """Workspaces: a session IS a workspace, and PostgreSQL holds the durable copy of its files."""
 
 from piccolo.columns import (
-    UUID,
     JSONB,
+    UUID,
     Boolean,
     Bytea,
     ForeignKey,
