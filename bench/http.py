@@ -162,12 +162,29 @@ def start_baseline(workdir: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [
-                sys.executable, "-m", "uvicorn", "bench.baseline_app:app",
-                "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-                "--log-level", "warning", "--lifespan", "on",
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench.baseline_app:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+                "--lifespan",
+                "on",
             ],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -213,8 +230,9 @@ def prepare(base: str) -> Prepared:
         auth = {"Authorization": f"Bearer {out.token}"}
         r = api.post("/api/postgres_sessions/", json={"name": "bench"}, headers=auth)
         if r.status_code != 201:
-            out.notes.append(f"create workspace POST /api/postgres_sessions/ -> {r.status_code}: "
-                             f"{r.text[:300]}")
+            out.notes.append(
+                f"create workspace POST /api/postgres_sessions/ -> {r.status_code}: {r.text[:300]}"
+            )
             return out
         out.workspace_id = r.json()["data"]["id"]
         path = f"/api/workspace/{out.workspace_id}/files"
@@ -266,13 +284,15 @@ def parse_wrk(out: str, m: Measure) -> Measure:
     m.non_2xx = int(non.group(1)) if non else 0
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if sock:
-        m.socket_errors = dict(zip(("connect", "read", "write", "timeout"),
-                                   map(int, sock.groups()), strict=True))
+        m.socket_errors = dict(
+            zip(("connect", "read", "write", "timeout"), map(int, sock.groups()), strict=True)
+        )
     return m
 
 
-def lua_script(method: str, headers: dict[str, str], body: str | None,
-               paths: list[str] | None = None) -> str:
+def lua_script(
+    method: str, headers: dict[str, str], body: str | None, paths: list[str] | None = None
+) -> str:
     def lit(text: str) -> str:
         assert "]==]" not in text
         return f"[==[{text}]==]"
@@ -288,28 +308,48 @@ def lua_script(method: str, headers: dict[str, str], body: str | None,
     return "\n".join(lines) + "\n"
 
 
-def run_wrk(wrk: str, m: Measure, headers: dict[str, str], body: str | None, seconds: float,
-            args: argparse.Namespace, tmp: Path, paths: list[str] | None = None) -> Measure:
+def run_wrk(
+    wrk: str,
+    m: Measure,
+    headers: dict[str, str],
+    body: str | None,
+    seconds: float,
+    args: argparse.Namespace,
+    tmp: Path,
+    paths: list[str] | None = None,
+) -> Measure:
     script = tmp / f"{m.name}.lua"
     script.write_text(lua_script(m.method, headers, body, paths))
-    cmd = [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{max(1, round(seconds))}s",
-           "--latency", "--timeout", "10s", "-s", str(script), m.url]
+    cmd = [
+        wrk,
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        m.url,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr}{done.stdout}")
     return parse_wrk(done.stdout, m)
 
 
-def run_httpx(m: Measure, headers: dict[str, str], body: str | None, seconds: float,
-              args: argparse.Namespace) -> Measure:
+def run_httpx(
+    m: Measure, headers: dict[str, str], body: str | None, seconds: float, args: argparse.Namespace
+) -> Measure:
     """Fallback when wrk is missing: a small asyncio/httpx closed-loop generator. It is far
     slower than wrk and shares the CPU, so its figures are NOT comparable with wrk's."""
 
     async def main() -> tuple[int, int, list[float]]:
         latencies: list[float] = []
         bad = 0
-        limits = httpx.Limits(max_connections=args.connections,
-                              max_keepalive_connections=args.connections)
+        limits = httpx.Limits(
+            max_connections=args.connections, max_keepalive_connections=args.connections
+        )
         async with httpx.AsyncClient(limits=limits, timeout=10) as client:
             stop_at = time.monotonic() + seconds
 
@@ -317,8 +357,9 @@ def run_httpx(m: Measure, headers: dict[str, str], body: str | None, seconds: fl
                 nonlocal bad
                 while time.monotonic() < stop_at:
                     t0 = time.perf_counter()
-                    r = await client.request(m.method, m.url, headers=headers,
-                                             content=body.encode() if body else None)
+                    r = await client.request(
+                        m.method, m.url, headers=headers, content=body.encode() if body else None
+                    )
                     latencies.append((time.perf_counter() - t0) * 1000)
                     bad += not 200 <= r.status_code < 400
 
@@ -333,12 +374,21 @@ def run_httpx(m: Measure, headers: dict[str, str], body: str | None, seconds: fl
     return m
 
 
-def measure(name: str, method: str, url: str, headers: dict[str, str], body: str | None,
-            args: argparse.Namespace, tmp: Path, wrk: str | None,
-            paths: list[str] | None = None) -> Measure:
+def measure(
+    name: str,
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    body: str | None,
+    args: argparse.Namespace,
+    tmp: Path,
+    wrk: str | None,
+    paths: list[str] | None = None,
+) -> Measure:
     # One request first: wrk counts only >= 400 as "Non-2xx or 3xx", so a redirect would pass.
-    probe = httpx.request(method, url, headers=headers, content=body, timeout=30,
-                          follow_redirects=False)
+    probe = httpx.request(
+        method, url, headers=headers, content=body, timeout=30, follow_redirects=False
+    )
     m = Measure(name, method, url, "wrk" if wrk else "httpx-fallback")
     if not 200 <= probe.status_code < 300:
         raise RuntimeError(f"{name}: {method} {url} -> {probe.status_code}: {probe.text[:400]}")
@@ -371,7 +421,13 @@ def verdicts(results: dict[str, Measure]) -> dict[str, dict[str, Any]]:
     base = results.get("baseline")
     out: dict[str, dict[str, Any]] = {}
     for name, m in results.items():
-        if name.startswith("baseline") or name not in TARGETS or m.skipped or not base or not base.rps:
+        if (
+            name.startswith("baseline")
+            or name not in TARGETS
+            or m.skipped
+            or not base
+            or not base.rps
+        ):
             continue
         rps_ratio = m.rps / base.rps
         p99_ratio = (m.p99_ms / base.p99_ms) if (m.p99_ms and base.p99_ms) else None
@@ -388,8 +444,10 @@ def verdicts(results: dict[str, Measure]) -> dict[str, dict[str, Any]]:
 
 
 def table(results: dict[str, Measure], checks: dict[str, dict[str, Any]]) -> str:
-    head = (f"{'scenario':<13}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
-            f"{'rps/base':>10}{'target':>8}{'p99/base':>10}{'target':>8}  verdict")
+    head = (
+        f"{'scenario':<13}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'rps/base':>10}{'target':>8}{'p99/base':>10}{'target':>8}  verdict"
+    )
     rows = [head, "-" * len(head)]
     base = results.get("baseline")
     base_rps = base.rps if base and not base.skipped else None
@@ -404,11 +462,15 @@ def table(results: dict[str, Measure], checks: dict[str, dict[str, Any]]) -> str
             p99 = f"{c['p99_ratio']:.2f}x" if c["p99_ratio"] is not None else "-"
             ok = c["rps_pass"] and c["p99_pass"]
             why = [] if ok else (["req/s"] * (not c["rps_pass"]) + ["p99"] * (not c["p99_pass"]))
-            line += (f"{c['rps_ratio'] * 100:>9.0f}%{'>=' + format(c['rps_target'], '.0%'):>8}"
-                     f"{p99:>10}{'<=4x':>8}  {'PASS' if ok else 'FAIL (' + ', '.join(why) + ')'}")
+            line += (
+                f"{c['rps_ratio'] * 100:>9.0f}%{'>=' + format(c['rps_target'], '.0%'):>8}"
+                f"{p99:>10}{'<=4x':>8}  {'PASS' if ok else 'FAIL (' + ', '.join(why) + ')'}"
+            )
         elif name in INFORMATIONAL and base_rps:
-            line += (f"{m.rps / base_rps * 100:>9.0f}%{'':>8}"
-                     f"{(m.p99_ms or 0) / (base_p99 or 1):>9.2f}x{'':>8}  (informational)")
+            line += (
+                f"{m.rps / base_rps * 100:>9.0f}%{'':>8}"
+                f"{(m.p99_ms or 0) / (base_p99 or 1):>9.2f}x{'':>8}  (informational)"
+            )
         elif name == "baseline":
             line += f"{'100%':>10}{'':>8}{'1.00x':>10}{'':>8}  (reference)"
         else:
@@ -419,8 +481,13 @@ def table(results: dict[str, Measure], checks: dict[str, dict[str, Any]]) -> str
 
 def git_commit() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                              capture_output=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            text=True,
+            capture_output=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 
@@ -434,10 +501,17 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=2, help="warm-up seconds per scenario")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--only", nargs="*", choices=["baseline", "health", "file_get", "file_put", "file_put_one"],
-                        help="run only these scenarios (baseline is always run)")
-    parser.add_argument("--hold", action="store_true",
-                        help="after the run, keep the servers up until Ctrl-C (for profiling)")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        choices=["baseline", "health", "file_get", "file_put", "file_put_one"],
+        help="run only these scenarios (baseline is always run)",
+    )
+    parser.add_argument(
+        "--hold",
+        action="store_true",
+        help="after the run, keep the servers up until Ctrl-C (for profiling)",
+    )
     args = parser.parse_args()
 
     # SIGTERM unwinds like Ctrl-C, so the finally blocks stop every subprocess.
@@ -448,14 +522,20 @@ def main() -> int:
 
     wrk = shutil.which("wrk")
     if not wrk:
-        print("wrk is not installed (Debian/Ubuntu: sudo apt-get install wrk). Falling back to a "
-              "SMALL asyncio/httpx load generator: its figures are NOT comparable with wrk's "
-              "and understate the servers' capacity.", file=sys.stderr)
+        print(
+            "wrk is not installed (Debian/Ubuntu: sudo apt-get install wrk). Falling back to a "
+            "SMALL asyncio/httpx load generator: its figures are NOT comparable with wrk's "
+            "and understate the servers' capacity.",
+            file=sys.stderr,
+        )
     cores = os.cpu_count()
-    print(f"bench/http.py: {args.connections} connections, {args.threads} threads, "
-          f"{args.duration:g}s per scenario (+{args.warmup:g}s warm-up), load generator: "
-          f"{'wrk' if wrk else 'httpx-fallback'}, {cores} CPU cores shared by the load "
-          "generator, the servers and PostgreSQL (all on 127.0.0.1)", flush=True)
+    print(
+        f"bench/http.py: {args.connections} connections, {args.threads} threads, "
+        f"{args.duration:g}s per scenario (+{args.warmup:g}s warm-up), load generator: "
+        f"{'wrk' if wrk else 'httpx-fallback'}, {cores} CPU cores shared by the load "
+        "generator, the servers and PostgreSQL (all on 127.0.0.1)",
+        flush=True,
+    )
 
     tmp = Path(tempfile.mkdtemp(prefix="cep-bench-"))
     results: dict[str, Measure] = {}
@@ -469,30 +549,51 @@ def main() -> int:
             try:
                 baseline, baseline_url, _ = start_baseline(tmp)
                 gateway = start_gateway(database_url)
-                print(f"gateway pid {gateway.process.pid} at {gateway.base_url}; "
-                      f"baseline pid {baseline.pid} at {baseline_url}", flush=True)
+                print(
+                    f"gateway pid {gateway.process.pid} at {gateway.base_url}; "
+                    f"baseline pid {baseline.pid} at {baseline_url}",
+                    flush=True,
+                )
                 prepared = prepare(gateway.base_url)
                 for note in prepared.notes:
                     print(f"NOTE: {note}", file=sys.stderr, flush=True)
                 auth = {"Authorization": f"Bearer {prepared.token}"} if prepared.token else {}
                 files = f"{gateway.base_url}/api/workspace/{prepared.workspace_id}/files"
-                put_urls = [f"{gateway.base_url}/api/workspace/{w}/files/bench-put.txt"
-                             for w in prepared.put_workspaces]
+                put_urls = [
+                    f"{gateway.base_url}/api/workspace/{w}/files/bench-put.txt"
+                    for w in prepared.put_workspaces
+                ]
                 put_paths = [httpx.URL(u).raw_path.decode() for u in put_urls]
                 put_body = json.dumps({"content": ("put-4k-" * 600)[:FILE_BYTES]})
                 plan: list[tuple[str, str, str, dict[str, str], str | None, str | None]] = [
                     ("baseline", "GET", baseline_url + "/api/health/", {}, None, None),
                     ("health", "GET", gateway.base_url + "/api/health/", {}, None, None),
-                    ("file_get", "GET", files + "/bench.txt", auth, None,
-                     None if prepared.file_ok else "no 4 KiB file could be prepared (see NOTE)"),
-                    ("file_put", "PUT", put_urls[0] if put_urls else files + "/bench-put.txt",
-                     {**auth, "Content-Type": "application/json"}, put_body,
-                     None if put_urls else "no workspaces could be prepared"),
+                    (
+                        "file_get",
+                        "GET",
+                        files + "/bench.txt",
+                        auth,
+                        None,
+                        None if prepared.file_ok else "no 4 KiB file could be prepared (see NOTE)",
+                    ),
+                    (
+                        "file_put",
+                        "PUT",
+                        put_urls[0] if put_urls else files + "/bench-put.txt",
+                        {**auth, "Content-Type": "application/json"},
+                        put_body,
+                        None if put_urls else "no workspaces could be prepared",
+                    ),
                     # Every connection on the same file: saves serialize on the row (and the
                     # workspace lock) until each commit is on disk. Informational.
-                    ("file_put_one", "PUT", files + "/bench-put.txt",
-                     {**auth, "Content-Type": "application/json"}, put_body,
-                     None if prepared.workspace_id else "no workspace could be prepared"),
+                    (
+                        "file_put_one",
+                        "PUT",
+                        files + "/bench-put.txt",
+                        {**auth, "Content-Type": "application/json"},
+                        put_body,
+                        None if prepared.workspace_id else "no workspace could be prepared",
+                    ),
                     # Again at the end: if the machine's load changed during the run, the two
                     # baselines differ and the ratios are not to be trusted.
                     ("baseline_end", "GET", baseline_url + "/api/health/", {}, None, None),
@@ -503,24 +604,44 @@ def main() -> int:
                     if skip:
                         results[name] = Measure(name, method, url, "-", skipped=skip)
                         continue
-                    for proc, label, log in ((gateway.process, "gateway", gateway.log_path),
-                                             (baseline, "baseline", tmp / "baseline.log")):
+                    for proc, label, log in (
+                        (gateway.process, "gateway", gateway.log_path),
+                        (baseline, "baseline", tmp / "baseline.log"),
+                    ):
                         if proc.poll() is not None:
-                            raise RuntimeError(f"the {label} exited ({proc.returncode}) before "
-                                               f"{name}:\n{log.read_text()[-3000:]}")
+                            raise RuntimeError(
+                                f"the {label} exited ({proc.returncode}) before "
+                                f"{name}:\n{log.read_text()[-3000:]}"
+                            )
                     try:
-                        results[name] = measure(name, method, url, headers, body, args, tmp, wrk,
-                                                put_paths if name == "file_put" else None)
+                        results[name] = measure(
+                            name,
+                            method,
+                            url,
+                            headers,
+                            body,
+                            args,
+                            tmp,
+                            wrk,
+                            put_paths if name == "file_put" else None,
+                        )
                     except httpx.TransportError as exc:
-                        raise RuntimeError(f"{name}: {method} {url}: {exc!r} (gateway exit code "
-                                           f"{gateway.process.poll()}, baseline exit code "
-                                           f"{baseline.poll()})\n{gateway.log()[-3000:]}") from exc
+                        raise RuntimeError(
+                            f"{name}: {method} {url}: {exc!r} (gateway exit code "
+                            f"{gateway.process.poll()}, baseline exit code "
+                            f"{baseline.poll()})\n{gateway.log()[-3000:]}"
+                        ) from exc
                     except RuntimeError as exc:
                         if name == "baseline" or "-> 404" not in str(exc):
                             raise
                         print(f"NOTE: {exc}", file=sys.stderr)
-                        results[name] = Measure(name, method, url, "-",
-                                                skipped="404: route missing (workspace function?)")
+                        results[name] = Measure(
+                            name,
+                            method,
+                            url,
+                            "-",
+                            skipped="404: route missing (workspace function?)",
+                        )
                 if args.hold:
                     print("holding the servers up; Ctrl-C to stop", flush=True)
                     while True:
@@ -540,38 +661,59 @@ def main() -> int:
     checks = verdicts(results)
     print()
     print(table(results, checks))
-    print(f"\nTargets (issue 2): req/s >= 70% (health), 35% (file GET), 20% (PUT) of the baseline "
-          f"measured in this run; p99 <= {P99_MAX:g}x the baseline's. Same {cores}-core machine "
-          "for load generator and servers: compare ratios, not absolute figures.")
+    print(
+        f"\nTargets (issue 2): req/s >= 70% (health), 35% (file GET), 20% (PUT) of the baseline "
+        f"measured in this run; p99 <= {P99_MAX:g}x the baseline's. Same {cores}-core machine "
+        "for load generator and servers: compare ratios, not absolute figures."
+    )
     load_end = os.getloadavg()
     warnings = []
     first, last = results.get("baseline"), results.get("baseline_end")
     if first and last and first.rps and last.rps and abs(last.rps / first.rps - 1) > 0.15:
-        warnings.append(f"the baseline drifted {first.rps:.0f} -> {last.rps:.0f} req/s during the "
-                        "run: the machine's load changed, ratios are unreliable; run again")
+        warnings.append(
+            f"the baseline drifted {first.rps:.0f} -> {last.rps:.0f} req/s during the "
+            "run: the machine's load changed, ratios are unreliable; run again"
+        )
     if max(load_start[0], load_end[0]) > (cores or 1):
-        warnings.append(f"load average {load_start[0]:.1f} at start, {load_end[0]:.1f} at end on "
-                        f"{cores} cores: other work shares the CPU, figures are noisy")
+        warnings.append(
+            f"load average {load_start[0]:.1f} at start, {load_end[0]:.1f} at end on "
+            f"{cores} cores: other work shares the CPU, figures are noisy"
+        )
     for warning in warnings:
         print(f"WARNING: {warning}")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"http-{stamp}.json"
-    out.write_text(json.dumps({
-        "timestamp": stamp,
-        "commit": git_commit(),
-        "machine": {"cpus": cores, "python": sys.version.split()[0],
-                    "platform": pyplatform.platform()},
-        "settings": {"connections": args.connections, "threads": args.threads,
-                     "duration_s": args.duration, "warmup_s": args.warmup,
-                     "tool": "wrk" if wrk else "httpx-fallback", "file_bytes": FILE_BYTES},
-        "notes": prepared.notes,
-        "warnings": warnings,
-        "loadavg": {"start": load_start, "end": load_end},
-        "results": {k: {kk: vv for kk, vv in asdict(v).items() if kk != "raw"}
-                    for k, v in results.items()},
-        "checks": checks,
-    }, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "timestamp": stamp,
+                "commit": git_commit(),
+                "machine": {
+                    "cpus": cores,
+                    "python": sys.version.split()[0],
+                    "platform": pyplatform.platform(),
+                },
+                "settings": {
+                    "connections": args.connections,
+                    "threads": args.threads,
+                    "duration_s": args.duration,
+                    "warmup_s": args.warmup,
+                    "tool": "wrk" if wrk else "httpx-fallback",
+                    "file_bytes": FILE_BYTES,
+                },
+                "notes": prepared.notes,
+                "warnings": warnings,
+                "loadavg": {"start": load_start, "end": load_end},
+                "results": {
+                    k: {kk: vv for kk, vv in asdict(v).items() if kk != "raw"}
+                    for k, v in results.items()
+                },
+                "checks": checks,
+            },
+            indent=2,
+        )
+    )
     print(f"results: {out.relative_to(ROOT)}")
     failed = [n for n, c in checks.items() if not (c["rps_pass"] and c["p99_pass"])]
     skipped = [n for n, m in results.items() if m.skipped]

@@ -20,7 +20,9 @@ _SWAGGER = """<!doctype html>
  href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"></head>
 <body><div id="swagger-ui"></div>
 <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({{url: "/openapi.json", dom_id: "#swagger-ui", withCredentials: true}});</script>
+<script>
+SwaggerUIBundle({{url: "/openapi.json", dom_id: "#swagger-ui", withCredentials: true}});
+</script>
 </body></html>"""
 
 _REDOC = """<!doctype html>
