@@ -46,10 +46,27 @@ FROM sessions s WHERE s.id = $1
 NOT_FOUND_MESSAGE = "Workspace not found"
 
 
-async def session_access(session_id: UUID, user: AuthUser) -> SessionAccess | None:
+# The same, taking the workspace's advisory lock for the transaction in the same round trip
+# (evaluated only when the workspace exists): writers check and lock at once.
+_ACCESS_LOCKED = _ACCESS.replace(
+    "SELECT s.id,", "SELECT pg_advisory_xact_lock($4) IS NULL AS locked, s.id,", 1
+)
+
+
+async def session_access(
+    session_id: UUID, user: AuthUser, *, lock: bool = False
+) -> SessionAccess | None:
     async with db.connection() as conn:
-        row = await conn.fetchrow(_ACCESS, session_id, user.id, user.is_reviewer)
-    return SessionAccess(**dict(row)) if row else None
+        if lock:
+            key = db.advisory_key("workspace", session_id)
+            row = await conn.fetchrow(_ACCESS_LOCKED, session_id, user.id, user.is_reviewer, key)
+        else:
+            row = await conn.fetchrow(_ACCESS, session_id, user.id, user.is_reviewer)
+    if row is None:
+        return None
+    fields = dict(row)
+    fields.pop("locked", None)
+    return SessionAccess(**fields)
 
 
 async def readable_session(session_id: UUID, user: AuthUser) -> SessionAccess:
@@ -60,9 +77,15 @@ async def readable_session(session_id: UUID, user: AuthUser) -> SessionAccess:
     return access
 
 
-async def owned_session(session_id: UUID, user: AuthUser) -> SessionAccess:
-    """The workspace if the caller owns it; 403 for its reviewer (who can see it), else 404."""
-    access = await session_access(session_id, user)
+async def owned_session(
+    session_id: UUID, user: AuthUser, *, lock: bool = False
+) -> SessionAccess:
+    """The workspace if the caller owns it; 403 for its reviewer (who can see it), else 404.
+
+    With ``lock`` (inside a transaction) the workspace's advisory lock is taken by the same
+    query, as ``workspace_store.lock`` would.
+    """
+    access = await session_access(session_id, user, lock=lock)
     if access is None or not (access.is_owner or access.can_review):
         raise NotFound(NOT_FOUND_MESSAGE)
     if not access.is_owner:

@@ -155,13 +155,16 @@ async def write_file(
     *,
     create_only: bool = False,
     expected_version: int | None = None,
+    locked: bool = False,
 ) -> tuple[FileMeta, bool]:
     """Create or replace a file (parents implicitly). Returns its metadata and whether it is new.
 
-    Must run inside a transaction: it takes the workspace lock.
+    Must run inside a transaction: it takes the workspace lock (unless the caller ``locked``
+    it already, e.g. with ``access.owned_session(..., lock=True)``).
     """
     check_file_size(len(content), settings)
-    await lock(session_id)
+    if not locked:
+        await lock(session_id)
     parents = parents_of(path)
     async with db.connection() as conn:
         rows = await conn.fetch(_ENTRIES_AND_USAGE, session_id, [*parents, path])

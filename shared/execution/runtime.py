@@ -24,7 +24,7 @@ import anyio
 import attrs
 from anyio.abc import TaskGroup
 
-from shared import workspace_store
+from shared import db, workspace_store
 from shared.config import get_settings
 from shared.execution import hooks
 from shared.execution.base import (
@@ -327,24 +327,59 @@ class ExecutionRuntime:
                 await self.sync_back(session_id)
 
     async def _idle_reaper(self) -> None:
-        """Stop environments nobody has used (no terminal attached) for the idle timeout."""
+        """Stop environments nobody has used (no terminal attached) for the idle timeout.
+
+        Replicas share the environments (pods are found by label), so "attached" must be
+        shared too: each tick, a replica records in the database which of its environments
+        have terminals, and an environment is idle only when no replica has recorded it for
+        the timeout. An environment whose session was deleted is stopped at once, unsynced.
+        """
         idle = self.config.idle_seconds
         while True:
             await anyio.sleep(min(60.0, max(0.05, idle / 4)))
             if self.backend is None or self.manager is None:
                 continue
-            now = monotonic()
-            for session_id in list(await self.backend.running_sessions()):
-                if self.manager.active_connections(session_id):
-                    self._last_active[session_id] = now
-                    continue
-                last = self._last_active.setdefault(session_id, now)
-                if now - last >= idle:
-                    log.info("stopping idle environment %s", session_id)
-                    try:
-                        await self.shutdown(session_id, "idle timeout")
-                    except Exception:
-                        log.exception("stopping idle environment %s failed", session_id)
+            try:
+                await self._reap_once(idle)
+            except Exception:
+                log.exception("the idle reaper's round failed")
+
+    async def _reap_once(self, idle: float) -> None:
+        assert self.backend is not None and self.manager is not None
+        running = list(await self.backend.running_sessions())
+        if not running:
+            return
+        now = monotonic()
+        attached = [s for s in running if self.manager.active_connections(s)]
+        async with db.connection() as conn:
+            if attached:
+                await conn.execute(
+                    "UPDATE sessions SET terminal_seen_at = now() WHERE id = ANY($1::uuid[])",
+                    attached,
+                )
+            rows = await conn.fetch(
+                "SELECT id, extract(epoch FROM now() - terminal_seen_at) AS seen_ago "
+                "FROM sessions WHERE id = ANY($1::uuid[])",
+                running,
+            )
+        seen_ago = {row["id"]: row["seen_ago"] for row in rows}
+        for session_id in running:
+            if session_id not in seen_ago:
+                log.info("stopping the environment of deleted session %s", session_id)
+                await self.session_deleted(session_id)
+                continue
+            if session_id in attached:
+                self._last_active[session_id] = now
+                continue
+            local = now - self._last_active.setdefault(session_id, now)
+            elsewhere = seen_ago[session_id]
+            quiet_for = local if elsewhere is None else min(local, float(elsewhere))
+            if quiet_for >= idle:
+                log.info("stopping idle environment %s", session_id)
+                try:
+                    await self.shutdown(session_id, "idle timeout")
+                except Exception:
+                    log.exception("stopping idle environment %s failed", session_id)
 
 
 _runtime: ExecutionRuntime | None = None

@@ -28,6 +28,8 @@ class Session(Table, tablename="sessions"):
     # What the last sync from the execution environment could not bring back, and when it ran.
     sync_skipped = JSONB(default="[]")
     last_synced_at = Timestamptz(null=True, default=None)
+    # Last time any replica had a terminal attached: the idle reaper of every replica reads it.
+    terminal_seen_at = Timestamptz(null=True, default=None)
 
 
 class WorkspaceFile(Table, tablename="workspace_files"):

@@ -1,0 +1,69 @@
+"""The idle reaper: environments with no terminal attached stop after the idle timeout,
+after a final sync; environments in use are left alone."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import anyio
+import httpx
+import pytest
+
+from tests.conftest import start_platform
+from tests.helpers import Platform, User, new_user, new_workspace
+from tests.terminal_client import Terminal, open_terminal
+
+pytestmark = pytest.mark.anyio
+
+IDLE_SECONDS = 1.5
+
+
+@pytest.fixture(scope="module")
+def quick_reaper(database_url: str) -> Iterator[Platform]:
+    platform = start_platform(database_url, {"EXECUTION_IDLE_SECONDS": str(IDLE_SECONDS)})
+    try:
+        yield platform
+    finally:
+        platform.stop()
+        shutil.rmtree(platform.workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def owner(quick_reaper: Platform) -> User:
+    with httpx.Client(base_url=quick_reaper.base_url, timeout=30) as api:
+        return new_user(api)
+
+
+def execution_state(owner: User, workspace: str) -> str:
+    status = owner.client.get(f"/api/workspace/{workspace}/status")
+    assert status.status_code == 200, status.text
+    return status.json()["data"]["execution"]["state"]
+
+
+async def test_an_environment_left_alone_is_stopped_and_its_files_kept(
+    quick_reaper: Platform, owner: User
+) -> None:
+    workspace = new_workspace(owner)
+    async with open_terminal(quick_reaper, owner, workspace) as ws:
+        term = Terminal(ws)
+        await term.ready()
+        await term.run("echo left > behind.txt")
+    with anyio.fail_after(30):
+        while execution_state(owner, workspace) != "stopped":  # noqa: ASYNC110 - remote state
+            await anyio.sleep(0.1)  # polling for the condition: the reaper runs on its own clock
+    saved = owner.client.get(f"/api/workspace/{workspace}/files/behind.txt")
+    assert saved.status_code == 200 and saved.json()["data"]["content"] == "left\n"
+
+
+async def test_an_environment_with_a_terminal_attached_is_not_reaped(
+    quick_reaper: Platform, owner: User
+) -> None:
+    workspace = new_workspace(owner)
+    async with open_terminal(quick_reaper, owner, workspace) as ws:
+        term = Terminal(ws)
+        await term.ready()
+        # Several idle timeouts pass while the terminal stays attached (and quiet).
+        await anyio.sleep(IDLE_SECONDS * 3)
+        assert execution_state(owner, workspace) == "running"
+        assert await term.run("echo still here") == "still here"
