@@ -13,8 +13,8 @@ from uuid import UUID
 import msgspec
 
 from shared import db
-from shared.auth import AuthUser
-from shared.errors import Forbidden, NotFound
+from shared.auth import UNAUTHORIZED_MESSAGE, AuthUser, hash_token
+from shared.errors import Forbidden, NotFound, Unauthorized
 
 OPEN_REVIEW_STATUSES = ("pending", "in_review", "requires_changes")
 
@@ -44,6 +44,7 @@ FROM sessions s WHERE s.id = $1
 """
 
 NOT_FOUND_MESSAGE = "Workspace not found"
+READ_ONLY_MESSAGE = "Only the owner of this workspace may change it; reviewers read only"
 
 
 # The same, taking the workspace's advisory lock for the transaction in the same round trip
@@ -77,9 +78,7 @@ async def readable_session(session_id: UUID, user: AuthUser) -> SessionAccess:
     return access
 
 
-async def owned_session(
-    session_id: UUID, user: AuthUser, *, lock: bool = False
-) -> SessionAccess:
+async def owned_session(session_id: UUID, user: AuthUser, *, lock: bool = False) -> SessionAccess:
     """The workspace if the caller owns it; 403 for its reviewer (who can see it), else 404.
 
     With ``lock`` (inside a transaction) the workspace's advisory lock is taken by the same
@@ -89,5 +88,44 @@ async def owned_session(
     if access is None or not (access.is_owner or access.can_review):
         raise NotFound(NOT_FOUND_MESSAGE)
     if not access.is_owner:
-        raise Forbidden("Only the owner of this workspace may change it; reviewers read only")
+        raise Forbidden(READ_ONLY_MESSAGE)
     return access
+
+
+# The caller (by token hash), their access to the workspace and its advisory lock, in one
+# round trip. No row: the token is not valid. The lock is taken only for a valid token.
+_OWNER_BY_TOKEN_LOCKED = """
+SELECT pg_advisory_xact_lock($3) IS NULL AS locked,
+       s.id IS NOT NULL AS exists,
+       coalesce(s.user_id = t.user_id, false) AS is_owner,
+       EXISTS (
+           SELECT 1 FROM review_requests r
+           WHERE r.session_id = s.id
+             AND r.status IN ('pending', 'in_review', 'requires_changes')
+             AND (r.assigned_to = t.user_id
+                  OR (r.assigned_to IS NULL AND r.status = 'pending' AND u.is_reviewer))
+       ) AS can_review
+FROM login_tokens t
+JOIN users u ON u.id = t.user_id
+LEFT JOIN sessions s ON s.id = $2
+WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > now()
+"""
+
+
+async def lock_owned_session(session_id: UUID, token: str | None) -> None:
+    """``owned_session`` plus the workspace lock for the holder of ``token``, in one query.
+
+    For the hottest write (saving a file). Inside a transaction. 401 for a missing or invalid
+    token, then the same 404 / 403 rules as ``owned_session``.
+    """
+    if not token or len(token) > 512:
+        raise Unauthorized(UNAUTHORIZED_MESSAGE)
+    key = db.advisory_key("workspace", session_id)
+    async with db.connection() as conn:
+        row = await conn.fetchrow(_OWNER_BY_TOKEN_LOCKED, hash_token(token), session_id, key)
+    if row is None:
+        raise Unauthorized(UNAUTHORIZED_MESSAGE)
+    if not row["exists"] or not (row["is_owner"] or row["can_review"]):
+        raise NotFound(NOT_FOUND_MESSAGE)
+    if not row["is_owner"]:
+        raise Forbidden(READ_ONLY_MESSAGE)

@@ -116,7 +116,7 @@ class WorkspaceController(Controller):
         "/files/{file_path:path}",
         operation_id="write_workspace_file",
         status_code=200,
-        responses=error_responses(403, 404, 409, 412, 413),
+        responses=error_responses(401, 403, 404, 409, 412, 413),
         response_headers=[_ETAG],
     )
     async def write_file(
@@ -124,15 +124,15 @@ class WorkspaceController(Controller):
         request: Request,
         workspace_id: UUID,
         file_path: str,
-        user: AuthUser,
         data: FileWrite,
         if_match: IfMatch = None,
     ) -> Response[Envelope[FileMeta]]:
         """Create or replace a file (200 either way; the message says which). With If-Match,
         only while the file is still at that version (412 otherwise)."""
         path = url_path(request, file_path)
+        token = token_from_connection(request)
         meta, created = await service.write_file(
-            get_runtime(), get_settings(), workspace_id, user, path, data, if_match
+            get_runtime(), get_settings(), workspace_id, token, path, data, if_match
         )
         return Response(
             ok(meta, "File created" if created else "File updated"),

@@ -27,7 +27,13 @@ from functions.workspace.schemas import (
     WorkspaceStatus,
 )
 from shared import db, workspace_store
-from shared.access import NOT_FOUND_MESSAGE, OPEN_REVIEW_STATUSES, owned_session, readable_session
+from shared.access import (
+    NOT_FOUND_MESSAGE,
+    OPEN_REVIEW_STATUSES,
+    lock_owned_session,
+    owned_session,
+    readable_session,
+)
 from shared.auth import UNAUTHORIZED_MESSAGE, AuthUser, hash_token, user_for_token
 from shared.config import Settings
 from shared.content import decode_content, encode_content
@@ -267,18 +273,27 @@ async def write_file(
     runtime: ExecutionRuntime,
     settings: Settings,
     session_id: UUID,
-    user: AuthUser,
+    token: str | None,
     path: str,
     data: FileWrite,
     if_match: str | None,
 ) -> tuple[FileMeta, bool]:
-    """Create or replace a file; with If-Match, only if its version still matches (else 412)."""
+    """Create or replace a file; with If-Match, only if its version still matches (else 412).
+
+    The editor saves often, so the token, the access check and the workspace lock are one
+    round trip (``lock_owned_session``); the lock also keeps the version from moving
+    between the If-Match check and the write.
+    """
     content = decode_content(data.content, data.encoding)
-    await _catch_up(runtime, session_id, user, owned_session)
+    status = await runtime.status(session_id)
+    if ExecutionState(status.state) is not ExecutionState.STOPPED:
+        user = await user_for_token(token)
+        if user is None:
+            raise Unauthorized(UNAUTHORIZED_MESSAGE)
+        await _catch_up(runtime, session_id, user, owned_session)
     async with db.DB.transaction():
-        await owned_session(session_id, user)
+        await lock_owned_session(session_id, token)
         if if_match is not None:
-            await workspace_store.lock(session_id)  # so the version cannot move under us
             async with db.connection() as conn:
                 current = await conn.fetchval(
                     "SELECT version FROM workspace_files WHERE session_id = $1 AND path = $2",
@@ -288,7 +303,9 @@ async def write_file(
             if not if_match_allows(if_match, current):
                 found = "no file" if current is None else f"version {current}"
                 raise PreconditionFailed(f"If-Match: {if_match[:64]!r} does not match ({found})")
-        meta, created = await workspace_store.write_file(session_id, path, content, settings)
+        meta, created = await workspace_store.write_file(
+            session_id, path, content, settings, locked=True
+        )
     await runtime.file_written(session_id, path, content)
     return meta, created
 
