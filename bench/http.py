@@ -10,7 +10,7 @@ workspace and a 4 KiB file through the public API; then measures with ``wrk --la
   health     GET /api/health/ through the gateway (includes a database round trip)
   file_get   GET /api/workspace/{id}/files/bench.txt, authenticated (4 KiB file)
   file_put   PUT /api/workspace/{id}/files/bench-put.txt, authenticated, 4 KiB JSON body,
-             each request into one of 32 workspaces of the user (as 32 people saving)
+             round the 32 workspaces of the user, a share per wrk thread (as 32 people saving)
   file_put_one  the same, all 32 connections on one file (saves serialize; informational)
 
 and prints req/s, p50, p99 and the ratios against the baseline next to the targets of issue 2.
@@ -291,7 +291,11 @@ def parse_wrk(out: str, m: Measure) -> Measure:
 
 
 def lua_script(
-    method: str, headers: dict[str, str], body: str | None, paths: list[str] | None = None
+    method: str,
+    headers: dict[str, str],
+    body: str | None,
+    paths: list[str] | None = None,
+    threads: int = 1,
 ) -> str:
     def lit(text: str) -> str:
         assert "]==]" not in text
@@ -302,9 +306,20 @@ def lua_script(
     if body is not None:
         lines.append(f"wrk.body = {lit(body)}")
     if paths:
-        # Each request goes to one of several paths, picked at random.
-        lines.append("local paths = {" + ", ".join(lit(p) for p in paths) + "}")
-        lines.append("request = function() return wrk.format(nil, paths[math.random(#paths)]) end")
+        # Each wrk thread takes its own share of the paths and goes round them, so with as
+        # many paths as connections each path has about one request in flight: like people
+        # saving into their own workspaces, not a crowd on one.
+        per = max(1, len(paths) // threads)
+        lines.append("paths = {" + ", ".join(lit(p) for p in paths) + "}")
+        lines.append("local started = 0")
+        lines.append(
+            "function setup(thread) thread:set('first', started); started = started + 1 end"
+        )
+        lines.append("first, counter = 0, 0")
+        lines.append(
+            "request = function() counter = counter + 1; "
+            f"return wrk.format(nil, paths[(first * {per} + counter % {per}) % #paths + 1]) end"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -319,7 +334,7 @@ def run_wrk(
     paths: list[str] | None = None,
 ) -> Measure:
     script = tmp / f"{m.name}.lua"
-    script.write_text(lua_script(m.method, headers, body, paths))
+    script.write_text(lua_script(m.method, headers, body, paths, args.threads))
     cmd = [
         wrk,
         f"-t{args.threads}",

@@ -7,6 +7,7 @@ functions that drive execution environments). A function's ``app.py`` is a few l
 
 from __future__ import annotations
 
+import gc
 import inspect
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -75,6 +76,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await db.start(settings)
+        # Everything imported so far lives as long as the process: keep it out of the
+        # collector's way, and collect young objects less often (requests allocate a lot of
+        # short-lived ones), which cuts tail latency under load.
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
         runtime = None
         try:
             if uses_execution:

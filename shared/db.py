@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from typing import Any
 
 import anyio
@@ -133,16 +135,42 @@ async def ping() -> float:
     return (anyio.current_time() - start) * 1000
 
 
-@contextlib.asynccontextmanager
-async def connection():
-    """The connection of the current Piccolo transaction, or one from the pool.
+_transaction_connection: ContextVar[Any] = ContextVar("transaction_connection", default=None)
 
-    Hot paths (token lookup, file reads) use hand-written SQL through this; asyncpg caches the
-    prepared statement per connection, so a request costs one round trip.
+
+@contextlib.asynccontextmanager
+async def transaction() -> AsyncIterator[Any]:
+    """One transaction: every ``connection()`` inside it (in this task) gets its connection.
+
+    A transaction opened inside another joins it, so a service can call helpers that open
+    their own. Plain asyncpg underneath: BEGIN and COMMIT are the only cost.
     """
-    transaction = DB.current_transaction.get()
-    if transaction is not None:
-        yield transaction.connection
+    outer = _transaction_connection.get()
+    if outer is not None:
+        yield outer
+        return
+    async with DB.pool.acquire() as conn, conn.transaction():
+        token = _transaction_connection.set(conn)
+        try:
+            yield conn
+        finally:
+            _transaction_connection.reset(token)
+
+
+@contextlib.asynccontextmanager
+async def connection() -> AsyncIterator[Any]:
+    """The connection of the current transaction, or one from the pool.
+
+    Queries are hand-written SQL through this; asyncpg caches each prepared statement per
+    connection, so a query costs one round trip.
+    """
+    current = _transaction_connection.get()
+    if current is not None:
+        yield current
+        return
+    piccolo_transaction = DB.current_transaction.get()
+    if piccolo_transaction is not None:
+        yield piccolo_transaction.connection
         return
     async with DB.pool.acquire() as conn:
         yield conn

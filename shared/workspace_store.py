@@ -85,6 +85,24 @@ SELECT * FROM written
 """
 
 
+# Replace an existing file if the workspace stays within its byte quota, and touch the
+# workspace; no row when the file does not exist (or is a directory) or the quota says no.
+_REPLACE_FILE = f"""
+WITH replaced AS (
+    UPDATE workspace_files f
+    SET content = $3, size = $4, sha256 = $5, version = f.version + 1, updated_at = $6
+    WHERE f.session_id = $1 AND f.path = $2 AND f.type = 'file'
+      AND ($4 <= f.size OR (
+          SELECT coalesce(sum(size), 0) FROM workspace_files WHERE session_id = $1
+      ) - f.size + $4 <= $7)
+    RETURNING {_META_COLUMNS}
+), touched AS (
+    UPDATE sessions SET updated_at = $6 WHERE id = $1 AND EXISTS (SELECT 1 FROM replaced)
+)
+SELECT * FROM replaced
+"""
+
+
 async def lock(session_id: UUID) -> None:
     """Take this workspace's advisory lock for the current transaction."""
     async with db.connection() as conn:
@@ -167,6 +185,21 @@ async def write_file(
         await lock(session_id)
     parents = parents_of(path)
     async with db.connection() as conn:
+        if not create_only and expected_version is None:
+            # The editor's save: replacing a file that exists, within the byte quota, is one
+            # statement; anything else (new file, directory, quota) takes the full path below.
+            row = await conn.fetchrow(
+                _REPLACE_FILE,
+                session_id,
+                path,
+                content,
+                len(content),
+                sha256(content),
+                utc_now(),
+                settings.max_workspace_bytes,
+            )
+            if row is not None:
+                return meta(row), False
         rows = await conn.fetch(_ENTRIES_AND_USAGE, session_id, [*parents, path])
         usage_row = next(row for row in rows if row["path"] is None)
         existing = {row["path"]: row for row in rows if row["path"] is not None}

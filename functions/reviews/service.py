@@ -146,7 +146,7 @@ async def create(user: AuthUser, data: ReviewCreate) -> Review:
     await owned_session(data.session_id, user)  # 404 unseen, 403 for its reviewer
     now = utc_now()
     try:
-        async with db.DB.transaction(), db.connection() as conn:
+        async with db.transaction(), db.connection() as conn:
             if data.assigned_to is not None:
                 await _check_assignee(conn, data.assigned_to, user.id)
             row = await conn.fetchrow(
@@ -231,7 +231,7 @@ async def get(user: AuthUser, review_id: int) -> Review:
 
 
 async def update(user: AuthUser, review_id: int, data: ReviewUpdate) -> Review:
-    async with db.DB.transaction(), db.connection() as conn:
+    async with db.transaction(), db.connection() as conn:
         review = await _visible_for_update(conn, review_id, user)
         if review.submitted_by != user.id:
             raise Forbidden("Only the submitter may edit a review request")
@@ -294,7 +294,7 @@ def _check_transition(review: Review, target: str, user: AuthUser) -> None:
 
 
 async def change_status(user: AuthUser, review_id: int, data: StatusChange) -> Review:
-    async with db.DB.transaction(), db.connection() as conn:
+    async with db.transaction(), db.connection() as conn:
         review = await _visible_for_update(conn, review_id, user)
         _check_transition(review, data.status, user)
         now = utc_now()

@@ -97,7 +97,7 @@ async def delete(user: AuthUser, session_id: UUID) -> None:
 async def create_legacy(
     user: AuthUser, data: LegacySessionCreate, settings: Settings
 ) -> LegacySession:
-    async with db.DB.transaction():
+    async with db.transaction():
         session = await create(user, SessionCreate(name=data.name, language=data.language))
         await workspace_store.write_file(session.id, MAIN_FILE, data.code.encode(), settings)
     return LegacySession(
@@ -166,7 +166,7 @@ async def write_workspace_file(
     user: AuthUser, session_id: UUID, path: str, content: bytes, settings: Settings
 ) -> FileMeta:
     await owned_session(session_id, user)
-    async with db.DB.transaction():
+    async with db.transaction():
         meta, _ = await workspace_store.write_file(session_id, path, content, settings)
     await after_write(session_id, path, content)
     return meta

@@ -66,7 +66,7 @@ async def login(username: str, password: str, address: str, settings: Settings) 
     token, token_hash = new_token()
     now = utc_now()
     expires_at = now + timedelta(seconds=settings.token_ttl_seconds)
-    async with db.DB.transaction(), db.connection() as conn:
+    async with db.transaction(), db.connection() as conn:
         await conn.execute(
             "INSERT INTO login_tokens (user_id, token_hash, created_at, expires_at, revoked_at) "
             "VALUES ($1, $2, $3, $4, NULL)",

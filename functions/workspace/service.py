@@ -251,7 +251,7 @@ async def create_entry(
         if data.content:
             raise BadRequest("content: a directory has no content")
         await _catch_up(runtime, session_id, user, owned_session)
-        async with db.DB.transaction():
+        async with db.transaction():
             await owned_session(session_id, user)
             meta, created = await workspace_store.make_directory(session_id, path, settings)
             if not created:
@@ -260,7 +260,7 @@ async def create_entry(
         return meta
     content = decode_content(data.content, data.encoding)
     await _catch_up(runtime, session_id, user, owned_session)
-    async with db.DB.transaction():
+    async with db.transaction():
         await owned_session(session_id, user)
         meta, _ = await workspace_store.write_file(
             session_id, path, content, settings, create_only=True
@@ -291,7 +291,7 @@ async def write_file(
         if user is None:
             raise Unauthorized(UNAUTHORIZED_MESSAGE)
         await _catch_up(runtime, session_id, user, owned_session)
-    async with db.DB.transaction():
+    async with db.transaction():
         await lock_owned_session(session_id, token)
         if if_match is not None:
             async with db.connection() as conn:
@@ -314,7 +314,7 @@ async def delete_entry(
     runtime: ExecutionRuntime, session_id: UUID, user: AuthUser, path: str
 ) -> PathDeleted:
     await _catch_up(runtime, session_id, user, owned_session)
-    async with db.DB.transaction():
+    async with db.transaction():
         await owned_session(session_id, user)
         deleted = await workspace_store.delete_path(session_id, path)
     await runtime.path_deleted(session_id, path)
@@ -327,7 +327,7 @@ async def ensure_defaults(
     """Create main.py and requirements.txt where nothing is at those paths (idempotent)."""
     await _catch_up(runtime, session_id, user, owned_session)
     created: list[str] = []
-    async with db.DB.transaction():
+    async with db.transaction():
         await owned_session(session_id, user)
         await workspace_store.lock(session_id)
         async with db.connection() as conn:

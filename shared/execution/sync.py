@@ -122,7 +122,7 @@ class SyncEngine:
         scan = await self.backend.scan(session_id, cfg.ignore, cfg.max_file_bytes, cfg.max_entries)
         scanned, skipped = self._within_quota(scan)
         baseline = self._baselines.get(session_id)
-        async with db.DB.transaction():
+        async with db.transaction():
             await workspace_store.lock(session_id)
             stored = await workspace_store.digests(session_id)
             protected = [path for path, _ in skipped]
