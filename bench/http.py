@@ -43,8 +43,7 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
+from contextlib import AbstractContextManager  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from typing import Any  # noqa: E402
@@ -114,39 +113,12 @@ def stop_process(process: subprocess.Popen[bytes] | None) -> None:
         process.wait()
 
 
-@contextmanager
-def fresh_database() -> Iterator[str]:
+def fresh_database() -> AbstractContextManager[str]:
     """A new empty database on DATABASE_URL's server, or on the embedded pgserver under
-    .data/bench-pg; dropped afterwards (the same recipe as the tests' fixture)."""
-    import asyncpg
+    .data/bench-pg; dropped afterwards (the tests' own recipe)."""
+    from tests.helpers import fresh_database as make
 
-    name = f"cep_bench_{uuid.uuid4().hex[:12]}"
-    server = os.environ.get("DATABASE_URL")
-    embedded = None
-    if not server:
-        import pgserver
-
-        pgdata = ROOT / ".data" / "bench-pg"
-        pgdata.mkdir(parents=True, exist_ok=True)
-        embedded = pgserver.get_server(pgdata, cleanup_mode="stop")
-        server = embedded.get_uri()
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(server)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield str(httpx.URL(server).copy_with(path="/" + name))
-    finally:
-        try:
-            asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        except Exception as exc:  # noqa: BLE001 - cleanup must not hide the real outcome
-            print(f"warning: could not drop database {name}: {exc}", file=sys.stderr)
-        del embedded
+    return make("cep_bench", "bench-pg")
 
 
 def start_gateway(database_url: str) -> Any:

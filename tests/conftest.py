@@ -14,14 +14,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.helpers import Platform
+from tests.helpers import Platform, fresh_database
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,41 +38,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _replace_database(url: str, name: str) -> str:
-    parsed = httpx.URL(url)
-    return str(parsed.copy_with(path="/" + name))
-
-
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A brand-new, empty database for this test run; dropped afterwards."""
-    import asyncio
-
-    import asyncpg
-
-    name = f"cep_test_{uuid.uuid4().hex[:12]}"
-    server = os.environ.get("DATABASE_URL")
-    embedded = None
-    if not server:
-        import pgserver
-
-        pgdata = ROOT / ".data" / "test-pg"
-        pgdata.mkdir(parents=True, exist_ok=True)
-        embedded = pgserver.get_server(pgdata, cleanup_mode="stop")
-        server = embedded.get_uri()
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(server)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield _replace_database(server, name)
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_database("cep_test", "test-pg") as url:
+        yield url
 
 
 def start_platform(database_url: str, extra_env: dict[str, str] | None = None) -> Platform:

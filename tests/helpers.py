@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import os
 import signal
 import subprocess
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -107,3 +110,40 @@ def assert_error(response: httpx.Response, status: int) -> dict[str, Any]:
     assert isinstance(body["error"], str) and body["error"]
     assert body["timestamp"].endswith("Z")
     return body
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def fresh_database(prefix: str, embedded_dir: str) -> Iterator[str]:
+    """A new, empty database, dropped afterwards: on the server DATABASE_URL names, or on an
+    embedded pgserver under ``.data/<embedded_dir>``. Its URL is yielded."""
+    import asyncio
+
+    import asyncpg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    server = os.environ.get("DATABASE_URL")
+    embedded = None  # held for the life of the database: pgserver stops with its last handle
+    if not server:
+        import pgserver
+
+        pgdata = ROOT / ".data" / embedded_dir
+        pgdata.mkdir(parents=True, exist_ok=True)
+        embedded = pgserver.get_server(pgdata, cleanup_mode="stop")
+        server = embedded.get_uri()
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(server)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield str(httpx.URL(server).copy_with(path="/" + name))
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        del embedded
