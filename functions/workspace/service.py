@@ -170,6 +170,10 @@ async def read_file(
     )
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
 def _skipped_entries(raw: object) -> list[SkippedEntry]:
     """The JSONB report of the last sync: [{path, reason}] (or [path, reason] pairs)."""
     if isinstance(raw, (str, bytes)):
@@ -211,7 +215,8 @@ async def workspace_status(
     else:
         status = "ready" if initialized else "uninitialized"
     message = (
-        f"{files} files and {directories} directories; execution environment {state.value}"
+        f"{_count(files, 'file')} and {_count(directories, 'directory', 'directories')}; "
+        f"execution environment {state.value}"
         if initialized
         else f"Workspace is empty (POST .../ensure-defaults adds main.py); "
         f"execution environment {state.value}"
