@@ -129,10 +129,14 @@ async def _check_assignee(conn: asyncpg.Connection, assignee: int, submitter: in
         raise BadRequest(f"assigned_to: user {assignee} is not a reviewer")
 
 
-async def _visible_for_update(conn: asyncpg.Connection, review_id: int, user: AuthUser) -> Review:
-    """The review, locked for this transaction, if the caller may see it; else 404."""
+async def _visible(
+    conn: asyncpg.Connection, review_id: int, user: AuthUser, *, for_update: bool = False
+) -> Review:
+    """The review if the caller may see it (locked for this transaction with ``for_update``);
+    else 404."""
+    lock = " FOR UPDATE" if for_update else ""
     row = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM review_requests r WHERE r.id = $3 AND {_VISIBLE} FOR UPDATE",
+        f"SELECT {_COLUMNS} FROM review_requests r WHERE r.id = $3 AND {_VISIBLE}{lock}",
         user.id,
         user.is_reviewer,
         review_id,
@@ -219,20 +223,12 @@ async def list_reviews(
 
 async def get(user: AuthUser, review_id: int) -> Review:
     async with db.connection() as conn:
-        row = await conn.fetchrow(
-            f"SELECT {_COLUMNS} FROM review_requests r WHERE r.id = $3 AND {_VISIBLE}",
-            user.id,
-            user.is_reviewer,
-            review_id,
-        )
-    if row is None:
-        raise NotFound(NOT_FOUND_MESSAGE)
-    return _review(row)
+        return await _visible(conn, review_id, user)
 
 
 async def update(user: AuthUser, review_id: int, data: ReviewUpdate) -> Review:
     async with db.transaction(), db.connection() as conn:
-        review = await _visible_for_update(conn, review_id, user)
+        review = await _visible(conn, review_id, user, for_update=True)
         if review.submitted_by != user.id:
             raise Forbidden("Only the submitter may edit a review request")
         if review.status in CLOSED_STATUSES:
@@ -295,7 +291,7 @@ def _check_transition(review: Review, target: str, user: AuthUser) -> None:
 
 async def change_status(user: AuthUser, review_id: int, data: StatusChange) -> Review:
     async with db.transaction(), db.connection() as conn:
-        review = await _visible_for_update(conn, review_id, user)
+        review = await _visible(conn, review_id, user, for_update=True)
         _check_transition(review, data.status, user)
         now = utc_now()
         changes: dict[str, Any] = {"status": {"from": review.status, "to": data.status}}
