@@ -117,7 +117,9 @@ async def test_a_lone_slow_client_holds_the_shell_without_buffering(
         client = await manager.attach(session_id, 80, 24)
         client.pause()
         await client.write(b"yes flood | head -c 20000000; echo END''ED\n")
-        await anyio.sleep(0.5)  # let the shell run into the full pipe; nothing to wait for
+        with anyio.fail_after(20):  # the flood fills this client's queue, then the pump waits
+            while not client.full:  # noqa: ASYNC110 - polling the manager's state
+                await anyio.sleep(0.01)
         assert not client.closed  # alone: it is never dropped for being slow
         queued = sum(len(t) for t in client._queue)
         assert queued <= 96 * 1024  # bounded queue: the PTY, not us, holds the rest
