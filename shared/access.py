@@ -13,7 +13,7 @@ from uuid import UUID
 import msgspec
 
 from shared import db
-from shared.auth import UNAUTHORIZED_MESSAGE, AuthUser, hash_token
+from shared.auth import UNAUTHORIZED_MESSAGE, AuthUser, presented_token_hash
 from shared.errors import Forbidden, NotFound, Unauthorized
 
 OPEN_REVIEW_STATUSES = ("pending", "in_review", "requires_changes")
@@ -118,11 +118,12 @@ async def lock_owned_session(session_id: UUID, token: str | None) -> None:
     For the hottest write (saving a file). Inside a transaction. 401 for a missing or invalid
     token, then the same 404 / 403 rules as ``owned_session``.
     """
-    if not token or len(token) > 512:
+    token_hash = presented_token_hash(token)
+    if token_hash is None:
         raise Unauthorized(UNAUTHORIZED_MESSAGE)
     key = db.advisory_key("workspace", session_id)
     async with db.connection() as conn:
-        row = await conn.fetchrow(_OWNER_BY_TOKEN_LOCKED, hash_token(token), session_id, key)
+        row = await conn.fetchrow(_OWNER_BY_TOKEN_LOCKED, token_hash, session_id, key)
     if row is None:
         raise Unauthorized(UNAUTHORIZED_MESSAGE)
     if not row["exists"] or not (row["is_owner"] or row["can_review"]):

@@ -85,10 +85,17 @@ WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > now()
 """
 
 
-async def user_for_token(token: str | None) -> AuthUser | None:
+def presented_token_hash(token: str | None) -> str | None:
+    """The hash to look a presented token up by; None when it cannot be one of ours."""
     if not token or len(token) > 512:
         return None
-    token_hash = hash_token(token)
+    return hash_token(token)
+
+
+async def user_for_token(token: str | None) -> AuthUser | None:
+    token_hash = presented_token_hash(token)
+    if token_hash is None:
+        return None
     async with db.connection() as conn:
         row = await conn.fetchrow(_USER_BY_TOKEN, token_hash)
     if row is None:

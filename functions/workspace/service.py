@@ -34,7 +34,7 @@ from shared.access import (
     owned_session,
     readable_session,
 )
-from shared.auth import UNAUTHORIZED_MESSAGE, AuthUser, hash_token, user_for_token
+from shared.auth import UNAUTHORIZED_MESSAGE, AuthUser, presented_token_hash, user_for_token
 from shared.config import Settings
 from shared.content import decode_content, encode_content
 from shared.errors import BadRequest, Conflict, NotFound, PreconditionFailed, Unauthorized
@@ -103,6 +103,20 @@ async def _catch_up(
         await runtime.sync_back(session_id)
 
 
+async def _catch_up_for_token(
+    runtime: ExecutionRuntime, session_id: UUID, token: str | None, check: AccessCheck
+) -> None:
+    """``_catch_up`` for handlers that authenticate inside their own query: the caller is
+    looked up separately only when an environment is live."""
+    status = await runtime.status(session_id)
+    if ExecutionState(status.state) is ExecutionState.STOPPED:
+        return
+    user = await user_for_token(token)
+    if user is None:
+        raise Unauthorized(UNAUTHORIZED_MESSAGE)
+    await _catch_up(runtime, session_id, user, check)
+
+
 # ---- reads ---------------------------------------------------------------------------------
 
 
@@ -140,13 +154,10 @@ async def read_file(
     This is the editor's hottest request, so it does not go through the ``user`` dependency
     (a second round trip); a missing or revoked token is the same 401 as everywhere.
     """
-    status = await runtime.status(session_id)
-    if ExecutionState(status.state) is not ExecutionState.STOPPED:
-        user = await user_for_token(token)
-        if user is None:
-            raise Unauthorized(UNAUTHORIZED_MESSAGE)
-        await _catch_up(runtime, session_id, user, readable_session)
-    token_hash = hash_token(token) if token and len(token) <= 512 else ""
+    await _catch_up_for_token(runtime, session_id, token, readable_session)
+    token_hash = presented_token_hash(token)
+    if token_hash is None:
+        raise Unauthorized(UNAUTHORIZED_MESSAGE)
     async with db.connection() as conn:
         row = await conn.fetchrow(_READ_FILE, token_hash, session_id, path)
     if row is None:
@@ -290,12 +301,7 @@ async def write_file(
     between the If-Match check and the write.
     """
     content = decode_content(data.content, data.encoding)
-    status = await runtime.status(session_id)
-    if ExecutionState(status.state) is not ExecutionState.STOPPED:
-        user = await user_for_token(token)
-        if user is None:
-            raise Unauthorized(UNAUTHORIZED_MESSAGE)
-        await _catch_up(runtime, session_id, user, owned_session)
+    await _catch_up_for_token(runtime, session_id, token, owned_session)
     async with db.transaction():
         await lock_owned_session(session_id, token)
         if if_match is not None:
