@@ -28,6 +28,7 @@ from shared.auth import current_user
 from shared.config import get_settings
 from shared.docs import API_TITLE, API_VERSION, app_openapi, docs_handlers
 from shared.errors import EXCEPTION_HANDLERS, error_responses
+from shared.execution.runtime import process_runtime, running_runtime
 from shared.health import health, liveness, readiness
 
 # Every route can fail these ways regardless of what it does.
@@ -90,9 +91,7 @@ def create_app(
         runtime = None
         try:
             if uses_execution:
-                from shared.execution.runtime import get_runtime
-
-                runtime = get_runtime()
+                runtime = process_runtime(settings)
                 await runtime.start()
             yield
         finally:
@@ -110,7 +109,11 @@ def create_app(
     app = Litestar(
         middleware=[allow_middleware(allow_table)],
         route_handlers=[*handlers, liveness, health, readiness, *docs_handlers(document, title)],
-        dependencies={"user": Provide(current_user)},
+        dependencies={
+            "user": Provide(current_user),
+            "settings": Provide(lambda: settings, sync_to_thread=False),
+            "runtime": Provide(running_runtime, sync_to_thread=False),
+        },
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=CORSConfig(
             allow_origins=list(settings.cors_origins),

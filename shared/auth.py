@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import anyio
@@ -96,11 +97,27 @@ async def user_for_token(token: str | None) -> AuthUser | None:
     token_hash = presented_token_hash(token)
     if token_hash is None:
         return None
+    return await user_for_token_hash(token_hash)
+
+
+async def user_for_token_hash(token_hash: str) -> AuthUser | None:
+    """The user of a live login, by the hash of its token."""
     async with db.connection() as conn:
         row = await conn.fetchrow(_USER_BY_TOKEN, token_hash)
     if row is None:
         return None
     return AuthUser(**dict(row), token_hash=token_hash)
+
+
+async def valid_token_hashes(token_hashes: Iterable[str]) -> set[str]:
+    """Which of these token hashes still belong to a live login (not revoked, not expired)."""
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            "SELECT token_hash FROM login_tokens WHERE token_hash = ANY($1::text[]) "
+            "AND revoked_at IS NULL AND expires_at > now()",
+            list(token_hashes),
+        )
+    return {row["token_hash"] for row in rows}
 
 
 def client_address(connection: ASGIConnection) -> str:

@@ -28,6 +28,124 @@ def _list(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.replace(",", " ").split() if part.strip())
 
 
+class _Env:
+    """Typed reads of environment variables with defaults; a bad value names its variable."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def raw(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or None
+
+    def str(self, name: str, default: str, choices: tuple[str, ...] = ()) -> str:
+        value = (self.raw(name) or default).lower() if choices else (self.raw(name) or default)
+        if choices and value not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def int(self, name: str, default: int, minimum: int = 1) -> int:
+        raw = self.raw(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+        if value < minimum:
+            raise ValueError(f"{name} must be at least {minimum}, got {value}")
+        return value
+
+    def float(self, name: str, default: float, minimum: float = 0.0) -> float:
+        raw = self.raw(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"{name} must be a number, got {raw!r}") from None
+        if value <= minimum:
+            raise ValueError(f"{name} must be greater than {minimum:g}, got {raw!r}")
+        return value
+
+    def bool(self, name: str, default: bool) -> bool:
+        raw = self.raw(name)
+        return default if raw is None else _bool(raw)
+
+
+DEFAULT_SYNC_IGNORE = (".venv/", "__pycache__/", "node_modules/", ".git/")
+
+
+@attrs.frozen
+class SandboxSettings:
+    """The local backend: a bubblewrap sandbox with its agent per environment."""
+
+    isolation: str = "bwrap"  # EXECUTION_SANDBOX: "bwrap" | "none" (unsandboxed, explicit)
+    root: Path = PROJECT_ROOT / ".data" / "sandboxes"  # EXECUTION_ROOT, default DATA_DIR/...
+    python: str = "/usr/bin/python3"  # SANDBOX_PYTHON: runs the agent inside the sandbox
+    warm_spares: int = 1  # SANDBOX_WARM_SPARES: sandboxes kept ready for a fast first prompt
+    max_processes: int = 256
+    max_memory_mb: int = 1024  # address space per process (the rlimit)
+    max_file_mb: int = 100
+    max_open_files: int = 1024
+    cpu_seconds: int = 3600  # per process
+    max_tmp_mb: int = 256  # the private /tmp is a tmpfs: RAM, so bounded
+    max_shm_mb: int = 64  # /dev/shm likewise
+    terminal_grace_seconds: float = 300.0  # TERMINAL_GRACE_SECONDS (the agent applies it)
+    slow_viewer_seconds: float = 5.0  # TERMINAL_SLOW_CLIENT_SECONDS (likewise)
+
+    @classmethod
+    def read(cls, env: _Env, data_dir: Path) -> SandboxSettings:
+        root = env.raw("EXECUTION_ROOT")
+        return cls(
+            isolation=env.str("EXECUTION_SANDBOX", "bwrap", ("bwrap", "none")),
+            root=Path(root) if root else data_dir / "sandboxes",
+            python=env.str("SANDBOX_PYTHON", "/usr/bin/python3"),
+            warm_spares=env.int("SANDBOX_WARM_SPARES", 1, minimum=0),
+            max_processes=env.int("SANDBOX_MAX_PROCESSES", 256),
+            max_memory_mb=env.int("SANDBOX_MAX_MEMORY_MB", 1024),
+            max_file_mb=env.int("SANDBOX_MAX_FILE_MB", 100),
+            max_open_files=env.int("SANDBOX_MAX_OPEN_FILES", 1024),
+            cpu_seconds=env.int("SANDBOX_CPU_SECONDS", 3600),
+            max_tmp_mb=env.int("SANDBOX_MAX_TMP_MB", 256),
+            max_shm_mb=env.int("SANDBOX_MAX_SHM_MB", 64),
+            terminal_grace_seconds=env.float("TERMINAL_GRACE_SECONDS", 300.0),
+            slow_viewer_seconds=env.float("TERMINAL_SLOW_CLIENT_SECONDS", 5.0),
+        )
+
+
+@attrs.frozen
+class ExecutionSettings:
+    """Execution environments: which backend, their lifecycle, sync and per-user limits."""
+
+    backend: str = "local"  # EXECUTION_BACKEND: local | kubernetes
+    idle_seconds: float = 900.0  # EXECUTION_IDLE_SECONDS
+    sync_interval_seconds: float = 30.0  # SYNC_INTERVAL_SECONDS
+    sync_quiet_seconds: float = 1.0  # SYNC_QUIET_SECONDS: after terminal output goes quiet
+    sync_retry_max_seconds: float = 30.0  # SYNC_RETRY_MAX_SECONDS: backoff cap of retries
+    sync_ignore: tuple[str, ...] = DEFAULT_SYNC_IGNORE  # SYNC_IGNORE
+    agent_timeout_seconds: float = 10.0  # AGENT_TIMEOUT_SECONDS: one request to an agent
+    max_environments_per_user: int = 3  # MAX_ENVIRONMENTS_PER_USER: running at once
+    max_terminals_per_session: int = 8  # MAX_TERMINALS_PER_SESSION: WebSocket connections
+    sandbox: SandboxSettings = SandboxSettings()
+
+    @classmethod
+    def read(cls, env: _Env, data_dir: Path) -> ExecutionSettings:
+        ignore = env.env.get("SYNC_IGNORE")
+        return cls(
+            backend=env.str("EXECUTION_BACKEND", "local", ("local", "kubernetes")),
+            idle_seconds=env.float("EXECUTION_IDLE_SECONDS", 900.0),
+            sync_interval_seconds=env.float("SYNC_INTERVAL_SECONDS", 30.0),
+            sync_quiet_seconds=env.float("SYNC_QUIET_SECONDS", 1.0),
+            sync_retry_max_seconds=env.float("SYNC_RETRY_MAX_SECONDS", 30.0),
+            sync_ignore=DEFAULT_SYNC_IGNORE if ignore is None else _list(ignore),
+            agent_timeout_seconds=env.float("AGENT_TIMEOUT_SECONDS", 10.0),
+            max_environments_per_user=env.int("MAX_ENVIRONMENTS_PER_USER", 3),
+            max_terminals_per_session=env.int("MAX_TERMINALS_PER_SESSION", 8),
+            sandbox=SandboxSettings.read(env, data_dir),
+        )
+
+
 @attrs.frozen
 class Settings:
     database_url: str | None = None
@@ -51,14 +169,16 @@ class Settings:
     max_workspace_bytes: int = 50 * 1024 * 1024
 
     log_level: str = "info"
+    execution: ExecutionSettings = ExecutionSettings()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         d = cls()
+        data_dir = Path(env.get("DATA_DIR", str(d.data_dir)))
         return cls(
             database_url=env.get("DATABASE_URL") or None,
-            data_dir=Path(env.get("DATA_DIR", str(d.data_dir))),
+            data_dir=data_dir,
             db_pool_min=int(env.get("DB_POOL_MIN", d.db_pool_min)),
             db_pool_max=int(env.get("DB_POOL_MAX", d.db_pool_max)),
             db_migrate_on_start=_bool(env.get("DB_MIGRATE_ON_START", "true")),
@@ -76,6 +196,7 @@ class Settings:
             max_workspace_entries=int(env.get("MAX_WORKSPACE_ENTRIES", d.max_workspace_entries)),
             max_workspace_bytes=int(env.get("MAX_WORKSPACE_BYTES", d.max_workspace_bytes)),
             log_level=env.get("LOG_LEVEL", d.log_level),
+            execution=ExecutionSettings.read(_Env(env), data_dir),
         )
 
 

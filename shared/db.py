@@ -136,6 +136,7 @@ async def ping() -> float:
 
 
 _transaction_connection: ContextVar[Any] = ContextVar("transaction_connection", default=None)
+_pinned_connection: ContextVar[Any] = ContextVar("pinned_connection", default=None)
 
 
 @contextlib.asynccontextmanager
@@ -143,11 +144,21 @@ async def transaction() -> AsyncIterator[Any]:
     """One transaction: every ``connection()`` inside it (in this task) gets its connection.
 
     A transaction opened inside another joins it, so a service can call helpers that open
-    their own. Plain asyncpg underneath: BEGIN and COMMIT are the only cost.
+    their own. Inside ``pinned()`` it runs on the pinned connection. Plain asyncpg
+    underneath: BEGIN and COMMIT are the only cost.
     """
     outer = _transaction_connection.get()
     if outer is not None:
         yield outer
+        return
+    pinned_conn = _pinned_connection.get()
+    if pinned_conn is not None:
+        async with pinned_conn.transaction():
+            token = _transaction_connection.set(pinned_conn)
+            try:
+                yield pinned_conn
+            finally:
+                _transaction_connection.reset(token)
         return
     async with DB.pool.acquire() as conn, conn.transaction():
         token = _transaction_connection.set(conn)
@@ -158,13 +169,29 @@ async def transaction() -> AsyncIterator[Any]:
 
 
 @contextlib.asynccontextmanager
+async def pinned() -> AsyncIterator[Any]:
+    """One pooled connection for everything inside (in this task), across several
+    transactions: what holds a session-level advisory lock."""
+    current = _pinned_connection.get() or _transaction_connection.get()
+    if current is not None:
+        yield current
+        return
+    async with DB.pool.acquire() as conn:
+        token = _pinned_connection.set(conn)
+        try:
+            yield conn
+        finally:
+            _pinned_connection.reset(token)
+
+
+@contextlib.asynccontextmanager
 async def connection() -> AsyncIterator[Any]:
     """The connection of the current transaction, or one from the pool.
 
     Queries are hand-written SQL through this; asyncpg caches each prepared statement per
     connection, so a query costs one round trip.
     """
-    current = _transaction_connection.get()
+    current = _transaction_connection.get() or _pinned_connection.get()
     if current is not None:
         yield current
         return

@@ -1,4 +1,5 @@
-"""Workspace paths: relative POSIX, no tricks (DESIGN.md section 4, "Paths").
+"""Workspace paths as the API takes them: relative POSIX, no tricks (the rule itself lives in
+``agent.paths``, shared with the environment agent's scan).
 
 Anything that is not a plain relative path of plain names is refused with 400 before any
 write: empty, "." or ".." components, a leading "/", backslashes, NUL or other control
@@ -7,13 +8,29 @@ characters, components over 255 bytes, paths over 1024 bytes or deeper than 32.
 
 from __future__ import annotations
 
-import unicodedata
+from urllib.parse import unquote_to_bytes
 
+from litestar.connection import ASGIConnection
+
+from agent.paths import (
+    MAX_COMPONENT_BYTES,
+    MAX_DEPTH,
+    MAX_PATH_BYTES,
+    name_of,
+    parents_of,
+    path_problem,
+)
 from shared.errors import BadRequest
 
-MAX_COMPONENT_BYTES = 255
-MAX_PATH_BYTES = 1024
-MAX_DEPTH = 32
+__all__ = [
+    "MAX_COMPONENT_BYTES",
+    "MAX_DEPTH",
+    "MAX_PATH_BYTES",
+    "name_of",
+    "normalize_path",
+    "parents_of",
+    "url_path",
+]
 
 
 def normalize_path(raw: str, field: str = "path") -> str:
@@ -23,37 +40,28 @@ def normalize_path(raw: str, field: str = "path") -> str:
     if raw.startswith("/"):
         raise BadRequest(f"{field}: must be relative (no leading '/')")
     path = raw[:-1] if raw.endswith("/") else raw
-    if "\\" in path:
-        raise BadRequest(f"{field}: must not contain a backslash")
-    for char in path:
-        if (
-            char == "\x00"
-            or unicodedata.category(char) in {"Cc", "Cf", "Zl", "Zp"}
-            and char != "\u200d"
-        ):
-            raise BadRequest(f"{field}: must not contain control characters")
-    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
-        raise BadRequest(f"{field}: must be at most {MAX_PATH_BYTES} bytes")
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadRequest(f"{field}: must be valid UTF-8") from None
-    parts = path.split("/")
-    if len(parts) > MAX_DEPTH:
-        raise BadRequest(f"{field}: must be at most {MAX_DEPTH} levels deep")
-    for part in parts:
-        if part in {"", ".", ".."}:
-            raise BadRequest(f"{field}: must not contain empty, '.' or '..' components")
-        if len(part.encode("utf-8")) > MAX_COMPONENT_BYTES:
-            raise BadRequest(f"{field}: each component must be at most {MAX_COMPONENT_BYTES} bytes")
+    problem = path_problem(path)
+    if problem is not None:
+        raise BadRequest(f"{field}: {problem}")
     return path
 
 
-def parents_of(path: str) -> list[str]:
-    """Every ancestor directory of ``path``, outermost first: "a/b/c" -> ["a", "a/b"]."""
-    parts = path.split("/")
-    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+def url_path(request: ASGIConnection, parameter: str, field: str) -> str:
+    """The path parameter exactly as the client wrote it in the URL, validated.
 
-
-def name_of(path: str) -> str:
-    return path.rsplit("/", 1)[-1]
+    Litestar collapses "//" and trims slashes in its path parameter, so "files//etc/passwd"
+    or "files/a//b" would arrive as harmless-looking "etc/passwd" and "a/b". The raw request
+    path (before any normalization; %-escapes such as "..%2F" decoded here) is what the client
+    meant, so that is what is checked and refused.
+    """
+    raw = request.scope.get("raw_path")
+    if raw:
+        _, marker, rest = raw.partition(b"/files/")
+        if marker:
+            try:
+                text = unquote_to_bytes(rest).decode("utf-8")
+            except UnicodeDecodeError:
+                raise BadRequest(f"{field}: must be valid UTF-8") from None
+            return normalize_path(text, field)
+    # Without raw_path (not every ASGI server sends it): the parameter has one leading "/".
+    return normalize_path(parameter[1:] if parameter.startswith("/") else parameter, field)

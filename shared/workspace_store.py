@@ -9,8 +9,9 @@ anything is written.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import datetime
 from uuid import UUID
 
@@ -19,7 +20,7 @@ import msgspec
 from shared import db
 from shared.config import Settings
 from shared.envelope import utc_now
-from shared.errors import Conflict, NotFound, PreconditionFailed, TooLarge
+from shared.errors import Conflict, NotFound, TooLarge
 from shared.paths import name_of, parents_of
 
 
@@ -103,12 +104,46 @@ SELECT * FROM replaced
 """
 
 
+def lock_key(session_id: UUID) -> int:
+    """The advisory lock every change to one workspace takes (API writes, syncs, pushes)."""
+    return db.advisory_key("workspace", session_id)
+
+
 async def lock(session_id: UUID) -> None:
     """Take this workspace's advisory lock for the current transaction."""
     async with db.connection() as conn:
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock($1)", db.advisory_key("workspace", session_id)
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key(session_id))
+
+
+@contextlib.asynccontextmanager
+async def exclusive(session_id: UUID) -> AsyncIterator[None]:
+    """Hold the workspace's lock across several transactions and calls to its environment
+    (a sync reads the environment, writes the database, pushes into the environment). The
+    lock is a session-level one on a pinned connection, released on the way out; if that
+    fails the connection is dropped, which releases it too."""
+    key = lock_key(session_id)
+    async with db.pinned() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", key)
+        try:
+            yield
+        finally:
+            try:
+                await conn.execute("SELECT pg_advisory_unlock($1)", key)
+            except BaseException:
+                conn.terminate()
+                raise
+
+
+async def contents(session_id: UUID, paths: list[str]) -> dict[str, tuple[bytes, int]]:
+    """(content, version) of the given files."""
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            "SELECT path, content, version FROM workspace_files "
+            "WHERE session_id = $1 AND path = ANY($2::text[]) AND type = 'file'",
+            session_id,
+            paths,
         )
+    return {row["path"]: (bytes(row["content"] or b""), row["version"]) for row in rows}
 
 
 async def list_files(session_id: UUID) -> list[FileMeta]:
@@ -140,24 +175,24 @@ async def list_with_content(session_id: UUID) -> list[StoredFile]:
     ]
 
 
-async def digests(session_id: UUID) -> dict[str, tuple[str, str | None]]:
-    """path -> (type, sha256) of every entry: what sync-back compares against."""
+async def inventory(session_id: UUID) -> dict[str, tuple[str, str | None, int]]:
+    """path -> (type, sha256, size) of every entry: what a sync compares against."""
     async with db.connection() as conn:
         rows = await conn.fetch(
-            "SELECT path, type, sha256 FROM workspace_files WHERE session_id = $1", session_id
-        )
-    return {row["path"]: (row["type"], row["sha256"]) for row in rows}
-
-
-async def usage(session_id: UUID) -> tuple[int, int]:
-    """(entries, bytes) of a workspace."""
-    async with db.connection() as conn:
-        row = await conn.fetchrow(
-            "SELECT count(*) AS entries, coalesce(sum(size), 0) AS bytes "
-            "FROM workspace_files WHERE session_id = $1",
+            "SELECT path, type, sha256, size FROM workspace_files WHERE session_id = $1",
             session_id,
         )
-    return int(row["entries"]), int(row["bytes"])
+    return {row["path"]: (row["type"], row["sha256"], row["size"]) for row in rows}
+
+
+async def version_of(session_id: UUID, path: str) -> int | None:
+    """The version of the file or directory at ``path``; None when nothing is there."""
+    async with db.connection() as conn:
+        return await conn.fetchval(  # type: ignore[no-any-return]
+            "SELECT version FROM workspace_files WHERE session_id = $1 AND path = $2",
+            session_id,
+            path,
+        )
 
 
 def check_file_size(size: int, settings: Settings) -> None:
@@ -172,7 +207,6 @@ async def write_file(
     settings: Settings,
     *,
     create_only: bool = False,
-    expected_version: int | None = None,
     locked: bool = False,
 ) -> tuple[FileMeta, bool]:
     """Create or replace a file (parents implicitly). Returns its metadata and whether it is new.
@@ -185,7 +219,7 @@ async def write_file(
         await lock(session_id)
     parents = parents_of(path)
     async with db.connection() as conn:
-        if not create_only and expected_version is None:
+        if not create_only:
             # The editor's save: replacing a file that exists, within the byte quota, is one
             # statement; anything else (new file, directory, quota) takes the full path below.
             row = await conn.fetchrow(
@@ -211,11 +245,6 @@ async def write_file(
             raise Conflict(f"path: '{path}' is a directory")
         if current is not None and create_only:
             raise Conflict(f"path: '{path}' already exists")
-        if expected_version is not None and (
-            current is None or current["version"] != expected_version
-        ):
-            found = "no file" if current is None else f"version {current['version']}"
-            raise PreconditionFailed(f"If-Match names version {expected_version}, found {found}")
         missing_parents = [parent for parent in parents if parent not in existing]
         added_entries = len(missing_parents) + (0 if current is not None else 1)
         added_bytes = len(content) - (current["size"] if current is not None else 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from litestar import Controller, delete, get, post, put
+from litestar import Controller, Request, delete, get, post, put
 
 from functions.sessions import service
 from functions.sessions.schemas import (
@@ -19,11 +19,12 @@ from functions.sessions.schemas import (
     SessionWorkspace,
 )
 from shared.auth import AuthUser
-from shared.config import get_settings
+from shared.config import Settings
 from shared.content import decode_content
 from shared.envelope import Envelope, ListEnvelope, ok, ok_list
 from shared.errors import error_responses
-from shared.paths import normalize_path
+from shared.execution.runtime import ExecutionRuntime
+from shared.paths import url_path
 from shared.schemas import LIMIT, SKIP
 from shared.workspace_store import FileMeta
 
@@ -66,9 +67,11 @@ class SessionsController(Controller):
         status_code=200,
         responses=error_responses(403, 404),
     )
-    async def delete(self, user: AuthUser, session_id: UUID) -> Envelope[SessionDeleted]:
+    async def delete(
+        self, user: AuthUser, session_id: UUID, runtime: ExecutionRuntime | None
+    ) -> Envelope[SessionDeleted]:
         """Delete a workspace, its files and reviews, and stop its execution environment."""
-        await service.delete(user, session_id)
+        await service.delete(runtime, user, session_id)
         return ok(SessionDeleted(id=session_id, deleted=True), "Session deleted")
 
 
@@ -79,15 +82,19 @@ class LegacySessionsController(Controller):
     @post(
         "/", operation_id="create_legacy_session", status_code=201, responses=error_responses(413)
     )
-    async def create(self, user: AuthUser, data: LegacySessionCreate) -> Envelope[LegacySession]:
+    async def create(
+        self, user: AuthUser, data: LegacySessionCreate, settings: Settings
+    ) -> Envelope[LegacySession]:
         """Create a workspace whose main.py holds ``code``."""
-        session = await service.create_legacy(user, data, get_settings())
+        session = await service.create_legacy(user, data, settings)
         return ok(session, "Session created")
 
     @get("/{session_id:uuid}", operation_id="get_legacy_session", responses=error_responses(404))
-    async def get(self, user: AuthUser, session_id: UUID) -> Envelope[LegacySession]:
+    async def get(
+        self, user: AuthUser, session_id: UUID, runtime: ExecutionRuntime | None
+    ) -> Envelope[LegacySession]:
         """A workspace as one file: ``code`` is its main.py."""
-        return ok(await service.get_legacy(user, session_id), "Session")
+        return ok(await service.get_legacy(runtime, user, session_id), "Session")
 
 
 class SessionWorkspaceController(Controller):
@@ -96,10 +103,14 @@ class SessionWorkspaceController(Controller):
 
     @get("/{session_id:uuid}", operation_id="get_session_workspace", responses=error_responses(404))
     async def get(
-        self, user: AuthUser, session_id: UUID, include_content: bool = False
+        self,
+        user: AuthUser,
+        session_id: UUID,
+        runtime: ExecutionRuntime | None,
+        include_content: bool = False,
     ) -> Envelope[SessionWorkspace]:
         """A workspace with every file's metadata (and content with ``include_content=true``)."""
-        view = await service.workspace_view(user, session_id, include_content)
+        view = await service.workspace_view(runtime, user, session_id, include_content)
         return ok(view, "Session workspace")
 
     @post(
@@ -109,11 +120,19 @@ class SessionWorkspaceController(Controller):
         responses=error_responses(403, 404, 409, 413),
     )
     async def write_file(
-        self, user: AuthUser, session_id: UUID, filename: str, data: FileContentBody
+        self,
+        request: Request,
+        user: AuthUser,
+        session_id: UUID,
+        filename: str,
+        data: FileContentBody,
+        runtime: ExecutionRuntime | None,
+        settings: Settings,
     ) -> Envelope[FileMeta]:
         """Create or replace one file of the workspace."""
-        path = normalize_path(filename[1:] if filename.startswith("/") else filename, "filename")
+        path = url_path(request, filename, "filename")
         content = decode_content(data.content, data.encoding)
-        settings = get_settings()
-        meta = await service.write_workspace_file(user, session_id, path, content, settings)
+        meta = await service.write_workspace_file(
+            runtime, user, session_id, path, content, settings
+        )
         return ok(meta, "File saved")

@@ -15,13 +15,13 @@ from functions.sessions.schemas import (
     SessionWorkspace,
     WorkspaceFileView,
 )
-from shared import db, workspace_store
+from shared import db, workspace_service, workspace_store
 from shared.access import SessionAccess, owned_session, readable_session
 from shared.auth import AuthUser
 from shared.config import Settings
 from shared.content import encode_content
 from shared.envelope import utc_now
-from shared.execution.hooks import after_write, before_read, environment_gone
+from shared.execution.runtime import ExecutionRuntime
 from shared.workspace_store import FileMeta
 
 MAIN_FILE = "main.py"
@@ -87,11 +87,14 @@ async def update(user: AuthUser, session_id: UUID, data: SessionUpdate) -> Sessi
     return _session(row)
 
 
-async def delete(user: AuthUser, session_id: UUID) -> None:
+async def delete(runtime: ExecutionRuntime | None, user: AuthUser, session_id: UUID) -> None:
+    """Delete the session with its files and reviews, and stop its environment unsynced (a
+    process without the runtime leaves that to the cluster's idle reaper)."""
     await owned_session(session_id, user)
     async with db.connection() as conn:
         await conn.execute("DELETE FROM sessions WHERE id = $1", session_id)
-    await environment_gone(session_id)
+    if runtime is not None and runtime.backend is not None:
+        await runtime.session_deleted(session_id)
 
 
 async def create_legacy(
@@ -110,9 +113,11 @@ async def create_legacy(
     )
 
 
-async def get_legacy(user: AuthUser, session_id: UUID) -> LegacySession:
+async def get_legacy(
+    runtime: ExecutionRuntime | None, user: AuthUser, session_id: UUID
+) -> LegacySession:
     access = await readable_session(session_id, user)
-    await before_read(session_id)
+    await workspace_service.before_read(runtime, session_id, [MAIN_FILE])
     async with db.connection() as conn:
         content = await conn.fetchval(
             "SELECT content FROM workspace_files WHERE session_id = $1 AND path = $2 "
@@ -132,10 +137,10 @@ async def get_legacy(user: AuthUser, session_id: UUID) -> LegacySession:
 
 
 async def workspace_view(
-    user: AuthUser, session_id: UUID, include_content: bool
+    runtime: ExecutionRuntime | None, user: AuthUser, session_id: UUID, include_content: bool
 ) -> SessionWorkspace:
     access = await readable_session(session_id, user)
-    await before_read(session_id)
+    await workspace_service.before_read(runtime, session_id)
     files: list[WorkspaceFileView] = []
     if include_content:
         for stored in await workspace_store.list_with_content(session_id):
@@ -163,10 +168,14 @@ async def workspace_view(
 
 
 async def write_workspace_file(
-    user: AuthUser, session_id: UUID, path: str, content: bytes, settings: Settings
+    runtime: ExecutionRuntime | None,
+    user: AuthUser,
+    session_id: UUID,
+    path: str,
+    content: bytes,
+    settings: Settings,
 ) -> FileMeta:
-    await owned_session(session_id, user)
-    async with db.transaction():
-        meta, _ = await workspace_store.write_file(session_id, path, content, settings)
-    await after_write(session_id, path, content)
+    meta, _ = await workspace_service.write_file(
+        runtime, settings, session_id, path, content, user=user
+    )
     return meta

@@ -6,7 +6,7 @@ Run alone: ``uvicorn functions.terminal.app:app --ws websockets --ws-max-size 10
 frame for terminal output that is small and latency-bound, so it is off, as in the gateway).
 """
 
-from functions.terminal.routes import terminal_socket
+from functions.terminal.routes import TerminalController, terminal_socket
 from shared.app_factory import create_app
 
-app = create_app("terminal", [terminal_socket], uses_execution=True)
+app = create_app("terminal", [terminal_socket, TerminalController], uses_execution=True)

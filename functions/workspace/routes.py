@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import unquote_to_bytes
 from uuid import UUID
 
 from litestar import Controller, Request, Response, delete, get, post, put
@@ -22,12 +21,13 @@ from functions.workspace.schemas import (
     ShutdownResult,
     WorkspaceStatus,
 )
+from shared import workspace_service
 from shared.auth import AuthUser, token_from_connection
-from shared.config import get_settings
+from shared.config import Settings
 from shared.envelope import Envelope, ListEnvelope, ok, ok_list
-from shared.errors import BadRequest, error_responses
-from shared.execution.runtime import get_runtime
-from shared.paths import normalize_path
+from shared.errors import error_responses
+from shared.execution.runtime import ExecutionRuntime
+from shared.paths import normalize_path, url_path
 
 _ETAG = ResponseHeader(
     name="ETag", description='The file\'s version, quoted: "3"', documentation_only=True
@@ -42,36 +42,17 @@ IfMatch = Annotated[
 ]
 
 
-def url_path(request: Request, file_path: str) -> str:
-    """The workspace path exactly as the client wrote it in the URL, validated.
-
-    Litestar collapses "//" and trims slashes in its path parameter, so "files//etc/passwd"
-    or "files/a//b" would arrive as harmless-looking "etc/passwd" and "a/b". The raw request
-    path (before any normalization; %-escapes such as "..%2F" decoded here) is what the client
-    meant, so that is what is checked and refused.
-    """
-    raw = request.scope.get("raw_path")
-    if raw:
-        _, marker, rest = raw.partition(b"/files/")
-        if marker:
-            try:
-                text = unquote_to_bytes(rest).decode("utf-8")
-            except UnicodeDecodeError:
-                raise BadRequest("file_path: must be valid UTF-8") from None
-            return normalize_path(text, "file_path")
-    # Without raw_path (not every ASGI server sends it): the parameter has one leading "/".
-    return normalize_path(file_path[1:] if file_path.startswith("/") else file_path, "file_path")
-
-
 class WorkspaceController(Controller):
     path = "/api/workspace/{workspace_id:str}"  # str, so a malformed id is a 400, not a 404
     tags = ["workspace"]
 
     @get("/files", operation_id="list_workspace_files", responses=error_responses(404))
-    async def list_files(self, workspace_id: UUID, user: AuthUser) -> ListEnvelope[FileMeta]:
+    async def list_files(
+        self, workspace_id: UUID, user: AuthUser, runtime: ExecutionRuntime | None
+    ) -> ListEnvelope[FileMeta]:
         """Every file and directory of the workspace, recursively, sorted by path (unpaginated:
         an editor needs the whole tree, and a workspace holds at most a few thousand entries)."""
-        items = await service.list_files(get_runtime(), workspace_id, user)
+        items = await service.list_files(runtime, workspace_id, user)
         return ok_list(items, len(items), "Workspace files")
 
     @post(
@@ -85,13 +66,13 @@ class WorkspaceController(Controller):
         workspace_id: UUID,
         user: AuthUser,
         data: FileCreate,
+        runtime: ExecutionRuntime | None,
+        settings: Settings,
     ) -> Envelope[FileMeta]:
         """Create a file (``content`` in ``encoding``) or a directory; parents are created
         implicitly. Anything already at ``path`` -> 409; a file where a parent should be -> 409."""
         path = normalize_path(data.path, "path")
-        meta = await service.create_entry(
-            get_runtime(), get_settings(), workspace_id, user, data, path
-        )
+        meta = await service.create_entry(runtime, settings, workspace_id, user, data, path)
         return ok(meta, "Directory created" if meta.type == "directory" else "File created")
 
     @get(
@@ -101,15 +82,19 @@ class WorkspaceController(Controller):
         response_headers=[_ETAG],
     )
     async def read_file(
-        self, request: Request, workspace_id: UUID, file_path: str
+        self,
+        request: Request,
+        workspace_id: UUID,
+        file_path: str,
+        runtime: ExecutionRuntime | None,
     ) -> Response[Envelope[FileContent]]:
         """A file's content: UTF-8 text as is, other bytes base64 (``encoding: "base64"``).
         ETag carries its version. A directory's path -> 400 (list the workspace instead)."""
-        path = url_path(request, file_path)
+        path = url_path(request, file_path, "file_path")
         token = token_from_connection(request)
-        content = await service.read_file(get_runtime(), workspace_id, token, path)
+        content = await service.read_file(runtime, workspace_id, token, path)
         return Response(
-            ok(content, "File content"), headers={"ETag": service.etag(content.version)}
+            ok(content, "File content"), headers={"ETag": workspace_service.etag(content.version)}
         )
 
     @put(
@@ -125,18 +110,20 @@ class WorkspaceController(Controller):
         workspace_id: UUID,
         file_path: str,
         data: FileWrite,
+        runtime: ExecutionRuntime | None,
+        settings: Settings,
         if_match: IfMatch = None,
     ) -> Response[Envelope[FileMeta]]:
         """Create or replace a file (200 either way; the message says which). With If-Match,
         only while the file is still at that version (412 otherwise)."""
-        path = url_path(request, file_path)
+        path = url_path(request, file_path, "file_path")
         token = token_from_connection(request)
         meta, created = await service.write_file(
-            get_runtime(), get_settings(), workspace_id, token, path, data, if_match
+            runtime, settings, workspace_id, token, path, data, if_match
         )
         return Response(
             ok(meta, "File created" if created else "File updated"),
-            headers={"ETag": service.etag(meta.version)},
+            headers={"ETag": workspace_service.etag(meta.version)},
         )
 
     @delete(
@@ -151,18 +138,19 @@ class WorkspaceController(Controller):
         workspace_id: UUID,
         file_path: str,
         user: AuthUser,
+        runtime: ExecutionRuntime | None,
     ) -> Envelope[PathDeleted]:
         """Delete a file, or a directory and everything under it."""
-        path = url_path(request, file_path)
-        return ok(await service.delete_entry(get_runtime(), workspace_id, user, path), "Deleted")
+        path = url_path(request, file_path, "file_path")
+        return ok(await service.delete_entry(runtime, workspace_id, user, path), "Deleted")
 
     @get("/status", operation_id="workspace_status", responses=error_responses(404))
-    async def status(self, workspace_id: UUID, user: AuthUser) -> Envelope[WorkspaceStatus]:
+    async def status(
+        self, workspace_id: UUID, user: AuthUser, runtime: ExecutionRuntime | None
+    ) -> Envelope[WorkspaceStatus]:
         """Files, the execution environment, attached terminals, and what the last sync from
         the environment had to skip (``sync_skipped``) and when it ran."""
-        return ok(
-            await service.workspace_status(get_runtime(), workspace_id, user), "Workspace status"
-        )
+        return ok(await service.workspace_status(runtime, workspace_id, user), "Workspace status")
 
     @post(
         "/ensure-defaults",
@@ -171,11 +159,15 @@ class WorkspaceController(Controller):
         responses=error_responses(403, 404, 413),
     )
     async def ensure_defaults(
-        self, workspace_id: UUID, user: AuthUser
+        self,
+        workspace_id: UUID,
+        user: AuthUser,
+        runtime: ExecutionRuntime | None,
+        settings: Settings,
     ) -> Envelope[DefaultsEnsured]:
         """Create ``main.py`` (hello world) and ``requirements.txt`` where nothing is at those
         paths; existing files are left alone, so calling it again creates nothing."""
-        result = await service.ensure_defaults(get_runtime(), get_settings(), workspace_id, user)
+        result = await service.ensure_defaults(runtime, settings, workspace_id, user)
         return ok(result, "Default files ensured")
 
 
@@ -189,7 +181,10 @@ class ShutdownController(Controller):
         status_code=200,
         responses=error_responses(403, 404),
     )
-    async def shutdown(self, workspace_id: UUID, user: AuthUser) -> Envelope[ShutdownResult]:
+    async def shutdown(
+        self, workspace_id: UUID, user: AuthUser, runtime: ExecutionRuntime | None
+    ) -> Envelope[ShutdownResult]:
         """Sync the execution environment's files back, stop it and close its terminals.
         Idempotent: with nothing running it reports ``container_cleaned: true``."""
-        return ok(await service.shutdown(get_runtime(), workspace_id, user), "Workspace shut down")
+        result = await service.shutdown(runtime, workspace_id, user)
+        return ok(result, "Workspace shut down" if result.container_cleaned else "Workspace kept")

@@ -61,6 +61,14 @@ class SkippedEntry(msgspec.Struct):
     reason: str
 
 
+class SyncConflict(msgspec.Struct):
+    """A file both the environment and the API changed: the environment's version is at
+    ``path``, the API's displaced one was kept at ``kept_as``."""
+
+    path: str
+    kept_as: str
+
+
 class WorkspaceStatus(msgspec.Struct):
     status: Literal["uninitialized", "ready", "starting", "running"]
     initialized: bool
@@ -71,6 +79,9 @@ class WorkspaceStatus(msgspec.Struct):
     active_connections: int
     sync_skipped: list[SkippedEntry]
     last_synced_at: datetime | None
+    sync_error: str | None = None  # why the last sync failed (None once one succeeds)
+    sync_failed_at: datetime | None = None
+    sync_conflicts: list[SyncConflict] = msgspec.field(default_factory=list)
 
 
 class DefaultsEnsured(msgspec.Struct):
@@ -81,7 +92,8 @@ class ShutdownResult(msgspec.Struct):
     workspace_id: UUID
     session_id: UUID
     active_connections: int
-    container_cleaned: bool
+    container_cleaned: bool  # false: the final sync failed and the environment was kept
+    message: str | None = None  # why it was kept
 
 
 __all__ = [
@@ -94,5 +106,6 @@ __all__ = [
     "PathDeleted",
     "ShutdownResult",
     "SkippedEntry",
+    "SyncConflict",
     "WorkspaceStatus",
 ]

@@ -1,18 +1,15 @@
-"""Workspace files, status, default files and shutdown (DESIGN.md section 4, Workspace files).
+"""Workspace files, status, default files and shutdown (the workspace function's logic).
 
-Reads are for the owner and the reviewer of an open review; writes for the owner only.
-Every write runs in one transaction through ``shared.workspace_store`` (which holds the
-workspace lock, the quotas and the parent rules) and is pushed into a running execution
-environment only after that transaction has committed. Before a read of a live workspace,
-what changed inside its environment is synced back first, so the API never serves stale files.
+Reads are for the owner and the reviewer of an open review; writes for the owner only, and
+every write goes through ``shared.workspace_service`` (the one write path, shared with the
+sessions function). Before a read of a live workspace, what changed inside its environment
+is synced back first, so the API never serves stale files.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Sequence
 from uuid import UUID
 
 from functions.workspace.schemas import (
@@ -24,20 +21,15 @@ from functions.workspace.schemas import (
     PathDeleted,
     ShutdownResult,
     SkippedEntry,
+    SyncConflict,
     WorkspaceStatus,
 )
-from shared import db, workspace_store
-from shared.access import (
-    NOT_FOUND_MESSAGE,
-    OPEN_REVIEW_STATUSES,
-    lock_owned_session,
-    owned_session,
-    readable_session,
-)
+from shared import db, workspace_service, workspace_store
+from shared.access import NOT_FOUND_MESSAGE, OPEN_REVIEW_STATUSES, owned_session, readable_session
 from shared.auth import UNAUTHORIZED_MESSAGE, AuthUser, presented_token_hash, user_for_token
 from shared.config import Settings
 from shared.content import decode_content, encode_content
-from shared.errors import BadRequest, Conflict, NotFound, PreconditionFailed, Unauthorized
+from shared.errors import BadRequest, Conflict, NotFound, Unauthorized
 from shared.execution.base import ExecutionState
 from shared.execution.runtime import ExecutionRuntime
 from shared.workspace_store import FileMeta
@@ -59,70 +51,36 @@ DEFAULT_FILES: dict[str, bytes] = {
     ),
 }
 
-AccessCheck = Callable[[UUID, AuthUser], Awaitable[Any]]
 
-
-# ---- If-Match ------------------------------------------------------------------------------
-
-_ENTITY_TAG = re.compile(r'"(\d{1,10})"|(\d{1,10})', re.ASCII)
-
-
-def if_match_allows(header: str, current_version: int | None) -> bool:
-    """RFC 9110 If-Match with strong comparison: ``*`` needs the file to exist, otherwise one
-    of the listed tags must name its current version. A bare number is accepted as a tag."""
-    header = header.strip()
-    if header == "*":
-        return current_version is not None
-    if current_version is None:
-        return False
-    for tag in header.split(","):
-        match = _ENTITY_TAG.fullmatch(tag.strip())  # weak tags (W/"1") never match strongly
-        if match and int(match.group(1) or match.group(2)) == current_version:
-            return True
-    return False
-
-
-def etag(version: int) -> str:
-    return f'"{version}"'
-
-
-# ---- syncing live workspaces ---------------------------------------------------------------
-
-
-async def _catch_up(
-    runtime: ExecutionRuntime, session_id: UUID, user: AuthUser, check: AccessCheck
+async def _before_read(
+    runtime: ExecutionRuntime | None,
+    session_id: UUID,
+    caller: AuthUser | str | None,
+    paths: Sequence[str] = (),
 ) -> None:
-    """Bring back what changed in a live environment before the API touches its files.
-
-    The caller's access is checked first, so nobody else can make a workspace sync; a stopped
-    workspace costs no query here (the hot file GET stays one round trip).
-    """
-    status = await runtime.status(session_id)
-    if ExecutionState(status.state) is not ExecutionState.STOPPED:
-        await check(session_id, user)
-        await runtime.sync_back(session_id)
-
-
-async def _catch_up_for_token(
-    runtime: ExecutionRuntime, session_id: UUID, token: str | None, check: AccessCheck
-) -> None:
-    """``_catch_up`` for handlers that authenticate inside their own query: the caller is
-    looked up separately only when an environment is live."""
-    status = await runtime.status(session_id)
-    if ExecutionState(status.state) is ExecutionState.STOPPED:
+    """Bring back what changed in a live environment before the API reads its files. Read
+    access is checked first (``caller`` is the user, or the token of a handler that
+    authenticates inside its own query), so nobody else can make a workspace sync; a stopped
+    workspace costs no query here (the hot file GET stays one round trip)."""
+    if runtime is None or runtime.backend is None:
         return
-    user = await user_for_token(token)
+    if await runtime.endpoint(session_id) is None:
+        return
+    user = caller if isinstance(caller, AuthUser) else await user_for_token(caller)
     if user is None:
         raise Unauthorized(UNAUTHORIZED_MESSAGE)
-    await _catch_up(runtime, session_id, user, check)
+    await readable_session(session_id, user)
+    await workspace_service.before_read(runtime, session_id, paths)
 
 
 # ---- reads ---------------------------------------------------------------------------------
 
 
-async def list_files(runtime: ExecutionRuntime, session_id: UUID, user: AuthUser) -> list[FileMeta]:
+async def list_files(
+    runtime: ExecutionRuntime | None, session_id: UUID, user: AuthUser
+) -> list[FileMeta]:
     await readable_session(session_id, user)
-    await runtime.sync_back(session_id)
+    await _before_read(runtime, session_id, user)
     return await workspace_store.list_files(session_id)
 
 
@@ -147,14 +105,14 @@ WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > now()
 
 
 async def read_file(
-    runtime: ExecutionRuntime, session_id: UUID, token: str | None, path: str
+    runtime: ExecutionRuntime | None, session_id: UUID, token: str | None, path: str
 ) -> FileContent:
     """A file for the holder of ``token``: authentication, access and the row in one query.
 
     This is the editor's hottest request, so it does not go through the ``user`` dependency
     (a second round trip); a missing or revoked token is the same 401 as everywhere.
     """
-    await _catch_up_for_token(runtime, session_id, token, readable_session)
+    await _before_read(runtime, session_id, token, [path])
     token_hash = presented_token_hash(token)
     if token_hash is None:
         raise Unauthorized(UNAUTHORIZED_MESSAGE)
@@ -185,30 +143,25 @@ def _count(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
-def _skipped_entries(raw: object) -> list[SkippedEntry]:
-    """The JSONB report of the last sync: [{path, reason}] (or [path, reason] pairs)."""
+def _json_list(raw: object) -> list[dict[str, object]]:
     if isinstance(raw, (str, bytes)):
         raw = json.loads(raw)
-    entries: list[SkippedEntry] = []
-    for item in raw or []:  # type: ignore[union-attr]
-        if isinstance(item, dict):
-            entries.append(
-                SkippedEntry(path=str(item.get("path", "")), reason=str(item.get("reason", "")))
-            )
-        elif isinstance(item, (list, tuple)) and len(item) == 2:
-            entries.append(SkippedEntry(path=str(item[0]), reason=str(item[1])))
-    return entries
+    return [item for item in raw or [] if isinstance(item, dict)]  # type: ignore[union-attr]
 
 
 async def workspace_status(
-    runtime: ExecutionRuntime, session_id: UUID, user: AuthUser
+    runtime: ExecutionRuntime | None, session_id: UUID, user: AuthUser
 ) -> WorkspaceStatus:
     await readable_session(session_id, user)
-    await runtime.sync_back(session_id)
-    environment = await runtime.status(session_id)
+    try:
+        await _before_read(runtime, session_id, user)
+    except Exception:  # noqa: BLE001 - the status reports a failing sync, it does not fail
+        pass
+    environment = await runtime.status(session_id) if runtime is not None else None
     async with db.connection() as conn:
         row = await conn.fetchrow(
-            "SELECT s.sync_skipped, s.last_synced_at, "
+            "SELECT s.sync_skipped, s.last_synced_at, s.sync_error, s.sync_failed_at, "
+            "s.sync_conflicts, "
             "(SELECT count(*) FILTER (WHERE type = 'file') FROM workspace_files "
             " WHERE session_id = s.id) AS files, "
             "(SELECT count(*) FILTER (WHERE type = 'directory') FROM workspace_files "
@@ -218,13 +171,12 @@ async def workspace_status(
         )
     if row is None:  # deleted between the access check and now
         raise NotFound(NOT_FOUND_MESSAGE)
-    state = ExecutionState(environment.state)
+    state = ExecutionState(environment.state) if environment else ExecutionState.STOPPED
     files, directories = int(row["files"]), int(row["directories"])
     initialized = files + directories > 0
-    if state is not ExecutionState.STOPPED:
-        status = state.value
-    else:
-        status = "ready" if initialized else "uninitialized"
+    status = state.value if state is not ExecutionState.STOPPED else (
+        "ready" if initialized else "uninitialized"
+    )  # fmt: skip
     message = (
         f"{_count(files, 'file')} and {_count(directories, 'directory', 'directories')}; "
         f"execution environment {state.value}"
@@ -232,8 +184,10 @@ async def workspace_status(
         else f"Workspace is empty (POST .../ensure-defaults adds main.py); "
         f"execution environment {state.value}"
     )
-    if environment.message:
+    if environment is not None and environment.message:
         message += f": {environment.message}"
+    if row["sync_error"]:
+        message += f". {row['sync_error']}"
     return WorkspaceStatus(
         status=status,  # type: ignore[arg-type]
         initialized=initialized,
@@ -242,12 +196,21 @@ async def workspace_status(
         directory_count=directories,
         execution=ExecutionInfo(
             state=state.value,  # type: ignore[arg-type]
-            backend=environment.backend,
-            since=environment.since,
+            backend=environment.backend if environment else "none",
+            since=environment.since if environment else None,
         ),
-        active_connections=runtime.active_connections(session_id),
-        sync_skipped=_skipped_entries(row["sync_skipped"]),
+        active_connections=runtime.active_connections(session_id) if runtime else 0,
+        sync_skipped=[
+            SkippedEntry(path=str(item.get("path", "")), reason=str(item.get("reason", "")))
+            for item in _json_list(row["sync_skipped"])
+        ],
         last_synced_at=row["last_synced_at"],
+        sync_error=row["sync_error"],
+        sync_failed_at=row["sync_failed_at"],
+        sync_conflicts=[
+            SyncConflict(path=str(item.get("path", "")), kept_as=str(item.get("kept_as", "")))
+            for item in _json_list(row["sync_conflicts"])
+        ],
     )
 
 
@@ -255,7 +218,7 @@ async def workspace_status(
 
 
 async def create_entry(
-    runtime: ExecutionRuntime,
+    runtime: ExecutionRuntime | None,
     settings: Settings,
     session_id: UUID,
     user: AuthUser,
@@ -266,27 +229,16 @@ async def create_entry(
     if data.type == "directory":
         if data.content:
             raise BadRequest("content: a directory has no content")
-        await _catch_up(runtime, session_id, user, owned_session)
-        async with db.transaction():
-            await owned_session(session_id, user)
-            meta, created = await workspace_store.make_directory(session_id, path, settings)
-            if not created:
-                raise Conflict(f"path: '{path}' already exists")
-        await runtime.directory_created(session_id, path)
-        return meta
+        return await workspace_service.make_directory(runtime, settings, session_id, user, path)
     content = decode_content(data.content, data.encoding)
-    await _catch_up(runtime, session_id, user, owned_session)
-    async with db.transaction():
-        await owned_session(session_id, user)
-        meta, _ = await workspace_store.write_file(
-            session_id, path, content, settings, create_only=True
-        )
-    await runtime.file_written(session_id, path, content)
+    meta, _ = await workspace_service.write_file(
+        runtime, settings, session_id, path, content, user=user, create_only=True
+    )
     return meta
 
 
 async def write_file(
-    runtime: ExecutionRuntime,
+    runtime: ExecutionRuntime | None,
     settings: Settings,
     session_id: UUID,
     token: str | None,
@@ -294,78 +246,53 @@ async def write_file(
     data: FileWrite,
     if_match: str | None,
 ) -> tuple[FileMeta, bool]:
-    """Create or replace a file; with If-Match, only if its version still matches (else 412).
-
-    The editor saves often, so the token, the access check and the workspace lock are one
-    round trip (``lock_owned_session``); the lock also keeps the version from moving
-    between the If-Match check and the write.
-    """
+    """Create or replace a file; with If-Match, only if its version still matches (else 412)."""
     content = decode_content(data.content, data.encoding)
-    await _catch_up_for_token(runtime, session_id, token, owned_session)
-    async with db.transaction():
-        await lock_owned_session(session_id, token)
-        if if_match is not None:
-            async with db.connection() as conn:
-                current = await conn.fetchval(
-                    "SELECT version FROM workspace_files WHERE session_id = $1 AND path = $2",
-                    session_id,
-                    path,
-                )
-            if not if_match_allows(if_match, current):
-                found = "no file" if current is None else f"version {current}"
-                raise PreconditionFailed(f"If-Match: {if_match[:64]!r} does not match ({found})")
-        meta, created = await workspace_store.write_file(
-            session_id, path, content, settings, locked=True
-        )
-    await runtime.file_written(session_id, path, content)
-    return meta, created
+    return await workspace_service.write_file(
+        runtime, settings, session_id, path, content, token=token, if_match=if_match
+    )
 
 
 async def delete_entry(
-    runtime: ExecutionRuntime, session_id: UUID, user: AuthUser, path: str
+    runtime: ExecutionRuntime | None, session_id: UUID, user: AuthUser, path: str
 ) -> PathDeleted:
-    await _catch_up(runtime, session_id, user, owned_session)
-    async with db.transaction():
-        await owned_session(session_id, user)
-        deleted = await workspace_store.delete_path(session_id, path)
-    await runtime.path_deleted(session_id, path)
+    deleted = await workspace_service.delete_path(runtime, session_id, user, path)
     return PathDeleted(path=path, deleted_entries=deleted)
 
 
 async def ensure_defaults(
-    runtime: ExecutionRuntime, settings: Settings, session_id: UUID, user: AuthUser
+    runtime: ExecutionRuntime | None, settings: Settings, session_id: UUID, user: AuthUser
 ) -> DefaultsEnsured:
     """Create main.py and requirements.txt where nothing is at those paths (idempotent)."""
-    await _catch_up(runtime, session_id, user, owned_session)
+    await owned_session(session_id, user)
     created: list[str] = []
-    async with db.transaction():
-        await owned_session(session_id, user)
-        await workspace_store.lock(session_id)
-        async with db.connection() as conn:
-            rows = await conn.fetch(
-                "SELECT path FROM workspace_files WHERE session_id = $1 AND path = ANY($2::text[])",
-                session_id,
-                list(DEFAULT_FILES),
+    for path, content in DEFAULT_FILES.items():
+        if await workspace_store.version_of(session_id, path) is not None:
+            continue
+        try:
+            await workspace_service.write_file(
+                runtime, settings, session_id, path, content, user=user, create_only=True
             )
-        existing = {row["path"] for row in rows}
-        for path, content in DEFAULT_FILES.items():
-            if path not in existing:
-                await workspace_store.write_file(
-                    session_id, path, content, settings, create_only=True
-                )
-                created.append(path)
-    for path in created:
-        await runtime.file_written(session_id, path, DEFAULT_FILES[path])
+        except Conflict:
+            continue  # made meanwhile (another request, or the shell)
+        created.append(path)
     return DefaultsEnsured(files_created=created)
 
 
-async def shutdown(runtime: ExecutionRuntime, session_id: UUID, user: AuthUser) -> ShutdownResult:
-    """Final sync, stop the environment, close its terminals; nothing running is fine too."""
+async def shutdown(
+    runtime: ExecutionRuntime | None, session_id: UUID, user: AuthUser
+) -> ShutdownResult:
+    """Final sync, stop the environment, close its terminals; nothing running is fine too.
+    When the final sync fails the environment is kept and ``container_cleaned`` is false."""
     await owned_session(session_id, user)
-    active, cleaned = await runtime.shutdown(session_id, "workspace shut down by its owner")
+    closed, cleaned, message = 0, True, None
+    if runtime is not None and runtime.backend is not None:
+        outcome = await runtime.shutdown(session_id, "workspace shut down by its owner")
+        closed, cleaned, message = outcome.closed, outcome.cleaned, outcome.message
     return ShutdownResult(
         workspace_id=session_id,
         session_id=session_id,
-        active_connections=active,
+        active_connections=closed,
         container_cleaned=cleaned,
+        message=message,
     )

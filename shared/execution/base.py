@@ -1,21 +1,24 @@
 """The one interface every execution backend implements (local bubblewrap, Kubernetes pods).
 
-A backend owns environments, one per session: it starts (or finds) them, materializes the
-workspace files into them, opens shells inside them, moves single files in and out, scans
-what changed, and stops them. Everything above it (the terminal manager with its ring
-buffer and backpressure, the sync engine that writes back to PostgreSQL, the idle reaper)
-is backend-independent and talks only to this interface.
+A backend owns environments, one per session: it starts (or finds) them and stops them,
+and tells how to reach each one's agent, the program inside every environment that owns
+its shells and does its file work. Everything above it (the terminal relay, the sync engine
+that writes back to PostgreSQL, the idle reaper) is backend-independent and talks only to
+this interface and to the agents.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from uuid import UUID
 
 import attrs
+
+if TYPE_CHECKING:
+    from shared.execution.agent_client import AgentEndpoint
 
 
 class ExecutionState(enum.StrEnum):
@@ -64,65 +67,36 @@ class ExecutionError(Exception):
     """An environment could not be started or reached; the message is safe to show a user."""
 
 
-@runtime_checkable
-class Shell(Protocol):
-    """A PTY running bash inside an environment. Reads are pulled, so the caller sets the pace."""
-
-    async def read(self, max_bytes: int = 65536) -> bytes:
-        """The next chunk of output; b"" once the shell has exited."""
-
-    async def write(self, data: bytes) -> None: ...
-
-    async def resize(self, cols: int, rows: int) -> None: ...
-
-    async def close(self) -> None:
-        """End the shell (idempotent)."""
-
-    @property
-    def exit_code(self) -> int | None: ...
+@attrs.frozen
+class RunningEnvironment:
+    session_id: UUID
+    owner_id: int
+    since: datetime | None = None  # when it started serving its session
 
 
 @runtime_checkable
 class ExecutionBackend(Protocol):
+    """Where environments run and how their agents are reached. Everything an environment
+    does (shells, files) goes through its agent (``agent_client.AgentClient``)."""
+
     name: str  # "local" | "kubernetes"
 
-    async def ensure_started(
-        self, session_id: UUID, owner_id: int, files: Iterable[WorkspaceEntry]
-    ) -> bool:
-        """Start the session's environment with ``files`` materialized, or find it running.
+    async def start(self) -> None:
+        """Start the backend's own background work (warm spares, the pod watch)."""
 
-        Returns True when it was started now (files materialized), False when it was already
-        running (``files`` ignored). Raises ExecutionError with a user-safe message on failure,
-        leaving nothing behind.
-        """
+    async def ensure_started(self, session_id: UUID, owner_id: int) -> tuple[AgentEndpoint, bool]:
+        """The session's agent, starting an environment when none runs. True when it was
+        started now: its workspace is empty and the caller materializes the files. Raises
+        ExecutionError with a user-safe message on failure, leaving nothing behind."""
+
+    async def find(self, session_id: UUID) -> AgentEndpoint | None:
+        """The running environment's agent, or None when it is not running."""
 
     async def status(self, session_id: UUID) -> EnvironmentStatus: ...
 
-    async def running_sessions(self) -> Sequence[UUID]:
-        """Every session with a live environment (any replica's, for shared backends)."""
-
-    async def open_shell(self, session_id: UUID, cols: int, rows: int) -> Shell:
-        """A new bash on a PTY in the running environment (TERM=xterm-256color, cwd /workspace)."""
-
-    async def write_file(self, session_id: UUID, path: str, content: bytes) -> None:
-        """Write one file (parents created) into a running environment; no-op when stopped."""
-
-    async def make_directory(self, session_id: UUID, path: str) -> None: ...
-
-    async def delete_path(self, session_id: UUID, path: str) -> None:
-        """Remove a file or a directory tree in a running environment; no-op when absent."""
-
-    async def scan(
-        self, session_id: UUID, ignore: Sequence[str], max_file_bytes: int, max_entries: int
-    ) -> ScanResult:
-        """Every file and directory under /workspace with sizes and sha256 digests.
-
-        ``ignore`` holds names like ".venv/" (a directory anywhere) or "*.pyc"; files over
-        ``max_file_bytes`` and entries past ``max_entries`` are reported in ``skipped``.
-        """
-
-    async def read_files(self, session_id: UUID, paths: Sequence[str]) -> dict[str, bytes]:
-        """The bytes of the given files; a path that vanished meanwhile is left out."""
+    async def running(self) -> Sequence[RunningEnvironment]:
+        """Every live environment (any replica's: backends keep their state where every
+        replica sees it, on disk or in the cluster)."""
 
     async def stop(self, session_id: UUID) -> bool:
         """Stop the environment and free everything it held. True if one was running."""

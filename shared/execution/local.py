@@ -1,106 +1,57 @@
-"""The ``local`` execution backend: a bubblewrap sandbox per session on this host.
+"""The ``local`` execution backend: a bubblewrap sandbox with its agent per environment.
 
-An environment is the session's host directory (``EXECUTION_ROOT/<session-id>``, bound at
-``/workspace``) plus the shells running in it; each shell is its own bwrap invocation (own
-pid namespace, no network, read-only system directories, uid 1000 inside) under resource
-limits. When the server runs as root each session runs as its own unprivileged host uid,
-because the kernel does not enforce RLIMIT_NPROC for root: that is what contains a fork
-bomb. Environments live in this process only: after a restart the directory is wiped and
-rebuilt from the database copy on the next start.
+Environments are slots on disk (``local_slots``), started detached so they outlive this
+process, and found again from their directories by any server process on the same data
+directory. A few warm spares are kept ready so a first terminal does not wait for a
+sandbox and a Python interpreter to start; claiming one is an exclusive file create, so
+two servers never hand the same spare to two sessions, and the per-session symlink decides
+which of two servers starting the same session at once wins.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
 
 import anyio
 import anyio.to_thread
-import attrs
 
+from shared.config import SandboxSettings
+from shared.execution import local_slots
+from shared.execution.agent_client import AgentEndpoint, client_for, forget_client
 from shared.execution.base import (
     EnvironmentStatus,
     ExecutionError,
     ExecutionState,
-    ScanResult,
-    Shell,
-    WorkspaceEntry,
+    RunningEnvironment,
 )
-from shared.execution.local_files import UnsafePath, WorkspaceDir
-from shared.execution.local_pty import PtyShell, spawn_shell
+from shared.execution.local_slots import Containment, PlainContainment, Slot
+from shared.execution.locks import KeyedLock
 
 log = logging.getLogger(__name__)
 
-HOST_UID_RANGE = 65536
 
-
-def _int(env: Mapping[str, str], key: str, default: int) -> int:
-    raw = env.get(key, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{key} must be an integer, got {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"{key} must be positive, got {value}")
-    return value
-
-
-@attrs.frozen
-class LocalSandboxConfig:
-    """Settings of the local backend, read from the environment by ``from_env``."""
-
-    root: Path = Path(".data/sandboxes")
-    sandbox: str = "bwrap"  # "bwrap" | "none" (unsandboxed, only when asked explicitly)
-    max_processes: int = 256
-    max_memory_mb: int = 1024  # address space per process
-    max_file_mb: int = 100
-    max_open_files: int = 1024
-    cpu_seconds: int = 3600  # per process
-    max_tmp_mb: int = 256  # the private /tmp is a tmpfs: RAM, so bounded
-    host_uid_base: int = 100000  # root only: session uids are base .. base+65535
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> LocalSandboxConfig:
-        sandbox = env.get("EXECUTION_SANDBOX", "bwrap").strip().lower() or "bwrap"
-        if sandbox not in ("bwrap", "none"):
-            raise ValueError(f"EXECUTION_SANDBOX must be 'bwrap' or 'none', got {sandbox!r}")
-        return cls(
-            root=Path(env.get("EXECUTION_ROOT", "").strip() or ".data/sandboxes"),
-            sandbox=sandbox,
-            max_processes=_int(env, "SANDBOX_MAX_PROCESSES", 256),
-            max_memory_mb=_int(env, "SANDBOX_MAX_MEMORY_MB", 1024),
-            max_file_mb=_int(env, "SANDBOX_MAX_FILE_MB", 100),
-            max_open_files=_int(env, "SANDBOX_MAX_OPEN_FILES", 1024),
-            cpu_seconds=_int(env, "SANDBOX_CPU_SECONDS", 3600),
-            max_tmp_mb=_int(env, "SANDBOX_MAX_TMP_MB", 256),
-            host_uid_base=_int(env, "SANDBOX_HOST_UID_BASE", 100000),
-        )
-
-
-@attrs.define(eq=False)
-class _Environment:
-    workspace: WorkspaceDir
-    owner_id: int
-    state: ExecutionState
-    since: datetime
-    shells: set[PtyShell] = attrs.field(factory=set)
+def default_containment(config: SandboxSettings) -> Containment:
+    return PlainContainment(uid_base=100000 if config.isolation == "bwrap" else None)
 
 
 class LocalBackend:
-    """``ExecutionBackend`` running bubblewrap sandboxes on this host."""
+    """``ExecutionBackend`` running sandboxes on this host."""
 
     name = "local"
 
-    def __init__(self, config: LocalSandboxConfig | None = None) -> None:
-        self.config = config or LocalSandboxConfig()
-        if self.config.sandbox == "bwrap":
+    def __init__(
+        self, config: SandboxSettings | None = None, containment: Containment | None = None
+    ) -> None:
+        self.config = config or SandboxSettings()
+        if self.config.isolation == "bwrap":
             if shutil.which("bwrap") is None:
                 raise ExecutionError(
                     "bubblewrap (bwrap) is not installed; install it or set "
@@ -111,159 +62,239 @@ class LocalBackend:
                 "EXECUTION_SANDBOX=none: terminals run UNSANDBOXED as the server's user, "
                 "with the host's files and network"
             )
+        self.containment = containment or default_containment(self.config)
         self.root = self.config.root.resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        for sub in ("slots", "sessions"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o711)
-        if os.geteuid() == 0 and self.config.sandbox == "bwrap":
+        os.chmod(self.root / "slots", 0o711)
+        if os.geteuid() == 0 and self.config.isolation == "bwrap":
             _check_searchable(self.root)
-        self._envs: dict[UUID, _Environment] = {}
-        self._locks: dict[UUID, anyio.Lock] = {}
+        self._locks = KeyedLock()
+        self._starting: dict[UUID, datetime] = {}
+        self._failures: dict[UUID, str] = {}
+        self._spares_changed = asyncio.Event()
+        self._keeper: asyncio.Task[None] | None = None
+        self._ready: list[Slot] = []  # spares this process made and saw answer, newest last
 
-    def host_uid(self, session_id: UUID) -> int | None:
-        """The unprivileged host uid a session's sandbox runs as (None: the server's own)."""
-        if os.geteuid() != 0 or self.config.sandbox == "none":
-            return None
-        return self.config.host_uid_base + session_id.int % HOST_UID_RANGE
+    # -- background: warm spares -----------------------------------------------------------
 
-    def _lock(self, session_id: UUID) -> anyio.Lock:
-        return self._locks.setdefault(session_id, anyio.Lock())
+    async def start(self) -> None:
+        """Clean up after crashed processes and keep the warm spares topped up."""
+        await anyio.to_thread.run_sync(self._tidy)
+        if self.config.warm_spares > 0 and self._keeper is None:
+            self._keeper = asyncio.get_running_loop().create_task(self._keep_spares())
 
-    def _running(self, session_id: UUID) -> _Environment | None:
-        env = self._envs.get(session_id)
-        return env if env is not None and env.state is ExecutionState.RUNNING else None
-
-    async def ensure_started(
-        self, session_id: UUID, owner_id: int, files: Iterable[WorkspaceEntry]
-    ) -> bool:
-        async with self._lock(session_id):
-            if self._running(session_id) is not None:
-                return False
-            workspace = WorkspaceDir(self.root / str(session_id), self.host_uid(session_id))
-            env = _Environment(workspace, owner_id, ExecutionState.STARTING, _now())
-            self._envs[session_id] = env
-            entries = list(files)
+    async def _keep_spares(self) -> None:
+        while True:
             try:
-                await anyio.to_thread.run_sync(workspace.reset, entries)
+                missing = self.config.warm_spares - len(await self._spares())
+                for _ in range(max(0, missing)):
+                    slot = await anyio.to_thread.run_sync(self._create_slot)
+                    await self._wait_ready(slot)  # a spare is ready once its agent answers
+                    self._ready.append(slot)
+            except Exception:
+                log.exception("preparing a warm sandbox failed")
+                await asyncio.sleep(5)
+            self._spares_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(30):
+                    await self._spares_changed.wait()
+
+    def _create_slot(self) -> Slot:
+        return local_slots.create(self.root, self.config, self.containment)
+
+    async def _spares(self) -> list[Slot]:
+        slots = await anyio.to_thread.run_sync(self._slots)
+        return [s for s in slots if s.session_id is None and s.alive()]
+
+    def _slots(self) -> list[Slot]:
+        found = []
+        for slot_dir in sorted((self.root / "slots").iterdir()):
+            slot = local_slots.load(slot_dir)
+            if slot is not None:
+                found.append(slot)
+        return found
+
+    def _tidy(self) -> None:
+        """Dead spares and half-made slots are removed; dead claimed slots are kept (their
+        workspace may hold unsynced work: ``find`` starts them again)."""
+        for slot_dir in sorted((self.root / "slots").iterdir()):
+            slot = local_slots.load(slot_dir)
+            if slot is None:
+                if (slot_dir / local_slots.META).exists() or not (slot_dir / "workspace").exists():
+                    shutil.rmtree(slot_dir, ignore_errors=True)
+                continue
+            if slot.session_id is None and not slot.alive():
+                local_slots.destroy(slot, self.containment)
+        for link in (self.root / "sessions").iterdir():
+            if not link.resolve().exists():
+                link.unlink(missing_ok=True)
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    def _session_slot(self, session_id: UUID) -> Slot | None:
+        link = self.root / "sessions" / str(session_id)
+        try:
+            target = link.resolve(strict=True)
+        except (FileNotFoundError, RuntimeError):
+            return None
+        slot = local_slots.load(target)
+        if slot is None or slot.session_id != str(session_id):
+            return None
+        return slot
+
+    async def find(self, session_id: UUID) -> AgentEndpoint | None:
+        """The running environment's agent; a crashed one is started again on its slot
+        (same workspace on disk, new agent: the shells are gone, the files are not)."""
+        # One stat of a directory entry: a workspace without an environment (the common case
+        # on the hot file routes) costs no thread hop.
+        if not os.path.lexists(self.root / "sessions" / str(session_id)):
+            return None
+        slot = await anyio.to_thread.run_sync(self._session_slot, session_id)
+        if slot is None:
+            return None
+        if not slot.alive():
+            async with self._locks.hold(session_id):
+                slot = await anyio.to_thread.run_sync(self._session_slot, session_id)
+                if slot is None:
+                    return None
+                if not slot.alive():
+                    log.warning("environment %s had died; starting its agent again", session_id)
+                    await anyio.to_thread.run_sync(
+                        local_slots.spawn, slot, self.config, self.containment
+                    )
+        return slot.endpoint
+
+    async def ensure_started(self, session_id: UUID, owner_id: int) -> tuple[AgentEndpoint, bool]:
+        """The session's agent, starting an environment when there is none. True when it was
+        started now (empty workspace: the caller materializes the files)."""
+        endpoint = await self.find(session_id)
+        if endpoint is not None:
+            return endpoint, False
+        async with self._locks.hold(session_id):
+            endpoint = await self.find(session_id)
+            if endpoint is not None:
+                return endpoint, False
+            self._starting[session_id] = datetime.now(UTC)
+            try:
+                slot, started = await anyio.to_thread.run_sync(
+                    self._claim_slot, session_id, owner_id
+                )
+            except ExecutionError as exc:
+                self._failures[session_id] = str(exc)
+                raise
             except Exception as exc:
-                log.exception("materializing workspace %s failed", session_id)
-                self._envs.pop(session_id, None)
-                await anyio.to_thread.run_sync(workspace.remove)
-                raise ExecutionError("could not prepare the workspace directory") from exc
-            env.state = ExecutionState.RUNNING
-            env.since = _now()
-            return True
+                log.exception("starting an environment for %s failed", session_id)
+                self._failures[session_id] = "could not start the execution environment"
+                raise ExecutionError("could not start the execution environment") from exc
+            finally:
+                self._starting.pop(session_id, None)
+            self._failures.pop(session_id, None)
+            self._spares_changed.set()
+        if started:
+            await self._wait_ready(slot)  # at once for a ready spare (a pooled connection)
+        return slot.endpoint, started
+
+    def _claim_slot(self, session_id: UUID, owner_id: int) -> tuple[Slot, bool]:
+        while self._ready:
+            spare = self._ready.pop()
+            if spare.alive() and spare.claim(str(session_id), owner_id):
+                return self._link(spare, session_id)
+        for spare in self._slots():
+            if (
+                spare.session_id is None
+                and spare.alive()
+                and spare.claim(str(session_id), owner_id)
+            ):
+                return self._link(spare, session_id)
+        slot = self._create_slot()
+        if not slot.claim(str(session_id), owner_id):  # pragma: no cover - nobody knew it
+            raise ExecutionError("could not start the execution environment")
+        return self._link(slot, session_id)
+
+    def _link(self, slot: Slot, session_id: UUID) -> tuple[Slot, bool]:
+        link = self.root / "sessions" / str(session_id)
+        try:
+            os.symlink(f"../slots/{slot.id}", link)
+        except FileExistsError:
+            slot.unclaim()  # another server started this session a moment ago: use its slot
+            existing = self._session_slot(session_id)
+            if existing is None:
+                raise ExecutionError("the execution environment is starting elsewhere") from None
+            return existing, False
+        return slot, True
+
+    async def _wait_ready(self, slot: Slot, timeout: float = 20.0) -> None:
+        """Until the agent answers (a fresh slot's interpreter may still be starting); the
+        authenticated connection stays in the shared pool for the first real request."""
+        client = client_for(slot.endpoint)
+        with anyio.fail_after(timeout):
+            await client.status()
 
     async def status(self, session_id: UUID) -> EnvironmentStatus:
-        env = self._envs.get(session_id)
-        if env is None:
-            return EnvironmentStatus(state=ExecutionState.STOPPED, backend=self.name)
-        return EnvironmentStatus(state=env.state, backend=self.name, since=env.since)
+        if session_id in self._starting:
+            return EnvironmentStatus(ExecutionState.STARTING, self.name, self._starting[session_id])
+        slot = await anyio.to_thread.run_sync(self._session_slot, session_id)
+        if slot is None:
+            message = self._failures.get(session_id)
+            return EnvironmentStatus(ExecutionState.STOPPED, self.name, message=message)
+        since = datetime.fromtimestamp(slot.meta.get("claimed_at", 0), UTC)
+        return EnvironmentStatus(ExecutionState.RUNNING, self.name, since)
 
-    async def running_sessions(self) -> Sequence[UUID]:
-        return [sid for sid, env in self._envs.items() if env.state is ExecutionState.RUNNING]
+    async def running(self) -> Sequence[RunningEnvironment]:
+        def collect() -> list[RunningEnvironment]:
+            found = []
+            for slot in self._slots():
+                if slot.session_id is not None:
+                    with contextlib.suppress(ValueError, KeyError, TypeError):
+                        since = datetime.fromtimestamp(float(slot.meta["claimed_at"]), UTC)
+                        found.append(
+                            RunningEnvironment(
+                                UUID(slot.session_id), int(slot.meta["owner_id"]), since
+                            )
+                        )
+            return found
 
-    async def open_shell(self, session_id: UUID, cols: int, rows: int) -> Shell:
-        env = self._running(session_id)
-        if env is None:
-            raise ExecutionError("the execution environment is not running")
-        try:
-            shell = spawn_shell(
-                self.config, env.workspace.root, env.workspace.owner_uid, cols, rows
-            )
-        except OSError as exc:
-            log.exception("starting a shell for %s failed", session_id)
-            raise ExecutionError("could not start a shell") from exc
-        env.shells.add(shell)
-        return _TrackedShell(shell, env.shells)
-
-    async def write_file(self, session_id: UUID, path: str, content: bytes) -> None:
-        env = self._running(session_id)
-        if env is not None:
-            try:
-                await anyio.to_thread.run_sync(env.workspace.write_file, path, content)
-            except UnsafePath:
-                raise ExecutionError(f"{path}: a symlink or file in the way") from None
-
-    async def make_directory(self, session_id: UUID, path: str) -> None:
-        env = self._running(session_id)
-        if env is not None:
-            try:
-                await anyio.to_thread.run_sync(env.workspace.make_directory, path)
-            except UnsafePath:
-                raise ExecutionError(f"{path}: a symlink or file in the way") from None
-
-    async def delete_path(self, session_id: UUID, path: str) -> None:
-        env = self._running(session_id)
-        if env is not None:
-            await anyio.to_thread.run_sync(env.workspace.delete_path, path)
-
-    async def scan(
-        self, session_id: UUID, ignore: Sequence[str], max_file_bytes: int, max_entries: int
-    ) -> ScanResult:
-        env = self._running(session_id)
-        if env is None:
-            return ScanResult(entries=())
-        return await anyio.to_thread.run_sync(
-            env.workspace.scan, list(ignore), max_file_bytes, max_entries
-        )
-
-    async def read_files(self, session_id: UUID, paths: Sequence[str]) -> dict[str, bytes]:
-        env = self._running(session_id)
-        if env is None:
-            return {}
-        limit = self.config.max_file_mb * 1024 * 1024
-        return await anyio.to_thread.run_sync(env.workspace.read_files, list(paths), limit)
+        return await anyio.to_thread.run_sync(collect)
 
     async def stop(self, session_id: UUID) -> bool:
-        async with self._lock(session_id):
-            env = self._envs.pop(session_id, None)
-            if env is None:
+        async with self._locks.hold(session_id):
+            slot = await anyio.to_thread.run_sync(self._session_slot, session_id)
+            if slot is None:
                 return False
-            for shell in list(env.shells):
-                await shell.close()
-            env.shells.clear()
-            await anyio.to_thread.run_sync(env.workspace.remove)
+
+            def remove() -> None:
+                (self.root / "sessions" / str(session_id)).unlink(missing_ok=True)
+                local_slots.destroy(slot, self.containment)
+
+            await anyio.to_thread.run_sync(remove)
+            forget_client(slot.endpoint)
+            self._failures.pop(session_id, None)
             return True
 
     async def aclose(self) -> None:
-        # A process going away takes its sandboxes with it (--die-with-parent); close the
-        # shells explicitly so nothing lingers in tests that reuse the process.
-        for env in list(self._envs.values()):
-            for shell in list(env.shells):
-                await shell.close()
-            env.shells.clear()
+        """Stop keeping spares (environments stay: they outlive this process by design)."""
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+            self._keeper = None
 
+    async def destroy_spares(self) -> None:
+        self._ready.clear()
+        for spare in await self._spares():
+            await anyio.to_thread.run_sync(local_slots.destroy, spare, self.containment)
 
-class _TrackedShell:
-    """A PtyShell that leaves its environment's shell set once closed or exited."""
-
-    def __init__(self, shell: PtyShell, registry: set[PtyShell]) -> None:
-        self._shell = shell
-        self._registry = registry
-
-    @property
-    def exit_code(self) -> int | None:
-        return self._shell.exit_code
-
-    async def read(self, max_bytes: int = 65536) -> bytes:
-        data = await self._shell.read(max_bytes)
-        if not data:
-            self._registry.discard(self._shell)
-        return data
-
-    async def write(self, data: bytes) -> None:
-        await self._shell.write(data)
-
-    async def resize(self, cols: int, rows: int) -> None:
-        await self._shell.resize(cols, rows)
-
-    async def close(self) -> None:
-        await self._shell.close()
-        self._registry.discard(self._shell)
+    def destroy_everything(self) -> None:
+        """Every slot of this root, claimed or not (tests and `make clean`)."""
+        for slot in self._slots():
+            local_slots.destroy(slot, self.containment)
+        shutil.rmtree(self.root / "sessions", ignore_errors=True)
 
 
 def _check_searchable(root: Path) -> None:
-    """bwrap runs as the session's host uid and resolves the workspace by path, so every
+    """Sandboxes run as unprivileged uids and resolve their workspace by path, so every
     parent of the sandbox root must be searchable (o+x) by other users."""
     for parent in root.parents:
         if not os.stat(parent).st_mode & 0o001:
@@ -271,7 +302,3 @@ def _check_searchable(root: Path) -> None:
                 f"EXECUTION_ROOT {root}: {parent} is not searchable by other users "
                 "(the sandboxes run as unprivileged uids); chmod o+x it or choose another root"
             )
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)

@@ -1,113 +1,101 @@
-"""The process's execution runtime: backend, terminal manager, sync engine and idle reaper.
+"""The process's execution runtime: the backend, the agents' clients, syncs and their
+retries, the terminals this process relays, and the background work of the cluster.
 
-One per process (``get_runtime``). The lifespans of the functions that drive execution
-(terminal, workspace) call ``start``/``aclose``; they are ref-counted so the gateway, which
-serves every function in one process, starts it once. Its background work (debounced and
-periodic syncs, the idle reaper, terminal pumps) runs in one task group owned by a runner
-task, so it does not matter which task starts or stops the runtime.
+One per process, ref-counted (the gateway serves every function in one process and starts
+it once), injected into the handlers that need it. Environments do not live here: they
+live in their agents, which outlive this process, so the runtime holds only what it can
+lose (open relays, timers) and finds everything else again from the backend.
 
-Per session, an in-process lock orders materialization, API pushes and syncs, so a push
-never lands before the files it updates were materialized and a sync never reads a file
-half-pushed.
+Background work: syncs after terminal output goes quiet and retries of failed syncs with
+backoff (any replica, for the environments it touched); the periodic sync and the idle
+reaper run once per cluster, in the replica holding the leader lock (``leader``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import os
-from collections.abc import Mapping
-from time import monotonic
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from uuid import UUID
 
 import anyio
 import attrs
 from anyio.abc import TaskGroup
 
-from shared import db, workspace_store
-from shared.config import get_settings
-from shared.execution import hooks
+from shared import db, environment_store
+from shared.auth import valid_token_hashes
+from shared.config import Settings
+from shared.execution.agent_client import AgentClient, AgentEndpoint, AgentTerminal, client_for
 from shared.execution.base import (
     EnvironmentStatus,
     ExecutionBackend,
     ExecutionError,
     ExecutionState,
-    WorkspaceEntry,
 )
-from shared.execution.sync import SyncConfig, SyncEngine
-from shared.execution.terminal import TerminalClient, TerminalConfig, TerminalManager
+from shared.execution.leader import run_as_leader
+from shared.execution.locks import KeyedLock
+from shared.execution.sync import SyncEngine, SyncOutcome, record_failure
 
 log = logging.getLogger(__name__)
 
-
-def _float(env: Mapping[str, str], key: str, default: float) -> float:
-    raw = env.get(key, "").strip()
-    value = float(raw) if raw else default
-    if value <= 0:
-        raise ValueError(f"{key} must be positive, got {raw!r}")
-    return value
+TOKEN_CHECK_SECONDS = 2.0
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_OVER_QUOTA = 4429
 
 
-@attrs.frozen
-class RuntimeConfig:
-    backend: str = "local"  # EXECUTION_BACKEND: local | kubernetes
-    idle_seconds: float = 900.0  # EXECUTION_IDLE_SECONDS
-    sync_interval_seconds: float = 30.0  # SYNC_INTERVAL_SECONDS
-    sync_quiet_seconds: float = 1.0  # SYNC_QUIET_SECONDS: after output goes quiet
-    terminal: TerminalConfig = TerminalConfig()
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> RuntimeConfig:
-        backend = env.get("EXECUTION_BACKEND", "local").strip().lower() or "local"
-        if backend not in ("local", "kubernetes"):
-            raise ValueError(f"EXECUTION_BACKEND must be local or kubernetes, got {backend!r}")
-        return cls(
-            backend=backend,
-            idle_seconds=_float(env, "EXECUTION_IDLE_SECONDS", 900.0),
-            sync_interval_seconds=_float(env, "SYNC_INTERVAL_SECONDS", 30.0),
-            sync_quiet_seconds=_float(env, "SYNC_QUIET_SECONDS", 1.0),
-            terminal=TerminalConfig(
-                grace_seconds=_float(env, "TERMINAL_GRACE_SECONDS", 300.0),
-                slow_client_seconds=_float(env, "TERMINAL_SLOW_CLIENT_SECONDS", 5.0),
-            ),
-        )
+class QuotaReached(ExecutionError):
+    """A per-user limit (environments running, terminals per session) says no."""
 
 
-def make_backend(kind: str, env: Mapping[str, str]) -> ExecutionBackend:
-    if kind == "kubernetes":
+def make_backend(settings: Settings) -> ExecutionBackend:
+    if settings.execution.backend == "kubernetes":
         from shared.execution.k8s_config import KubernetesBackendConfig
         from shared.execution.kubernetes import KubernetesBackend
 
-        return KubernetesBackend(KubernetesBackendConfig.from_env(env))
-    from shared.execution.local import LocalBackend, LocalSandboxConfig
+        return KubernetesBackend(KubernetesBackendConfig.from_settings(settings))
+    from shared.execution.local import LocalBackend
 
-    return LocalBackend(LocalSandboxConfig.from_env(env))
+    return LocalBackend(settings.execution.sandbox)
+
+
+@attrs.define(eq=False)
+class Relay:
+    """One WebSocket this process relays to an agent, as the runtime sees it."""
+
+    session_id: UUID
+    token_hash: str | None  # the login token it was opened with: it dies with the token
+    close: Callable[[int, str], Awaitable[None]]
+
+
+@attrs.frozen
+class ShutdownOutcome:
+    closed: int  # terminal connections closed
+    cleaned: bool  # the environment is gone (False: kept, see message)
+    message: str | None = None
 
 
 class ExecutionRuntime:
-    def __init__(
-        self,
-        config: RuntimeConfig | None = None,
-        backend: ExecutionBackend | None = None,
-        env: Mapping[str, str] | None = None,
-    ) -> None:
-        self._env = os.environ if env is None else env
-        self.config = config or RuntimeConfig.from_env(self._env)
+    def __init__(self, settings: Settings, backend: ExecutionBackend | None = None) -> None:
+        self.settings = settings
+        self.config = settings.execution
         self._given_backend = backend
         self.backend: ExecutionBackend | None = None
-        self.manager: TerminalManager | None = None
-        self.sync: SyncEngine | None = None
+        self.sync = SyncEngine(settings)
         self._users = 0
         self._start_lock = anyio.Lock()
         self._runner: asyncio.Task[None] | None = None
         self._stopping = anyio.Event()
         self._tg: TaskGroup | None = None
-        self._locks: dict[UUID, anyio.Lock] = {}
-        self._dirty: dict[UUID, float] = {}
-        self._dirty_event = anyio.Event()
-        self._last_active: dict[UUID, float] = {}
+        self.locks = KeyedLock()
+        self.relays: dict[UUID, set[Relay]] = {}
+        self._due: dict[UUID, float] = {}  # session -> when to sync it (monotonic)
+        self._backoff: dict[UUID, float] = {}  # session -> the last retry delay
+        self._wake = anyio.Event()
 
-    # -- lifecycle ---------------------------------------------------------------------------
+    # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
         async with self._start_lock:
@@ -115,28 +103,24 @@ class ExecutionRuntime:
             if self._users > 1:
                 return
             try:
-                backend = self._given_backend or make_backend(self.config.backend, self._env)
+                self.backend = self._given_backend or make_backend(self.settings)
+                await self.backend.start()
             except Exception:
                 self._users -= 1
+                self.backend = None
                 raise
-            self.backend = backend
-            self.sync = SyncEngine(backend, SyncConfig.from_env(self._env, get_settings()))
             self._stopping = anyio.Event()
             ready = anyio.Event()
             self._runner = asyncio.get_running_loop().create_task(self._run(ready))
             await ready.wait()
-            hooks.install(self)  # functions without the runtime (sessions) reach it through hooks
 
     async def _run(self, ready: anyio.Event) -> None:
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            assert self.backend is not None
-            self.manager = TerminalManager(
-                self.backend, tg, self.config.terminal, on_output=self._output_seen
-            )
-            tg.start_soon(self._debounced_syncs)
-            tg.start_soon(self._periodic_syncs)
-            tg.start_soon(self._idle_reaper)
+            tg.start_soon(self._scheduled_syncs)
+            tg.start_soon(self._token_checks)
+            tg.start_soon(self._heartbeats)
+            tg.start_soon(run_as_leader, self._leader_work)
             ready.set()
             await self._stopping.wait()
             tg.cancel_scope.cancel()
@@ -144,250 +128,305 @@ class ExecutionRuntime:
     async def aclose(self) -> None:
         async with self._start_lock:
             self._users -= 1
-            if self._users > 0:
+            if self._users > 0 or self.backend is None:
                 return
             backend = self.backend
-            if backend is None:
-                return
-            hooks.install(None)
-            if self.manager is not None:
-                # Persist what the shells wrote, then tell clients we are restarting (1012).
-                for session_id in list(await backend.running_sessions()):
-                    with anyio.move_on_after(10):
-                        await self.sync_back(session_id)
-                await self.manager.aclose()
+            # Environments keep running (their agents outlive us): tell this process's
+            # terminal clients to reconnect, and save what the shells wrote meanwhile.
+            for relays in list(self.relays.values()):
+                for relay in list(relays):
+                    with contextlib.suppress(Exception):
+                        await relay.close(1012, "server restarting")
+            with anyio.move_on_after(10):
+                for session_id in list(self._due):
+                    await self._sync_now(session_id)
             self._stopping.set()
             if self._runner is not None:
                 await self._runner
             await backend.aclose()
-            self.backend = self.manager = self.sync = None
+            self.backend = None
+
+    def _backend(self) -> ExecutionBackend:
+        if self.backend is None:
+            raise ExecutionError("the execution runtime is not running")
+        return self.backend
 
     # -- environments --------------------------------------------------------------------------
 
-    def _lock(self, session_id: UUID) -> anyio.Lock:
-        return self._locks.setdefault(session_id, anyio.Lock())
+    def client(self, endpoint: AgentEndpoint) -> AgentClient:
+        return client_for(endpoint, self.config.agent_timeout_seconds)
 
-    def _parts(self) -> tuple[ExecutionBackend, TerminalManager, SyncEngine]:
-        if self.backend is None or self.manager is None or self.sync is None:
-            raise ExecutionError("the execution runtime is not running")
-        return self.backend, self.manager, self.sync
-
-    async def ensure_environment(self, session_id: UUID, owner_id: int) -> bool:
-        """Start the session's environment from the database copy unless it runs already."""
-        backend, _, sync = self._parts()
-        async with self._lock(session_id):
-            if (await backend.status(session_id)).state is ExecutionState.RUNNING:
-                return False
-            stored = await workspace_store.list_with_content(session_id)
-            entries = [
-                WorkspaceEntry(f.path, f.type, f.content if f.type == "file" else None)
-                for f in stored
-            ]
-            started = await backend.ensure_started(session_id, owner_id, entries)
-            if started:
-                sync.materialized(session_id, entries)
-            self._last_active[session_id] = monotonic()
-            return started
-
-    async def open_terminal(
-        self, session_id: UUID, owner_id: int, cols: int, rows: int
-    ) -> TerminalClient:
-        """Start (or find) the environment and attach a new client to its shell."""
-        _, manager, _ = self._parts()
-        await self.ensure_environment(session_id, owner_id)
-        client = await manager.attach(session_id, cols, rows)
-        self._last_active[session_id] = monotonic()
-        return client
-
-    async def close_terminal(self, client: TerminalClient) -> None:
-        if self.manager is not None:
-            await self.manager.detach(client)
-        self._last_active[client.session_id] = monotonic()
+    async def endpoint(self, session_id: UUID) -> AgentEndpoint | None:
+        """The running environment's agent, or None (not running)."""
+        return await self._backend().find(session_id)
 
     async def status(self, session_id: UUID) -> EnvironmentStatus:
         if self.backend is None:
-            return EnvironmentStatus(state=ExecutionState.STOPPED, backend=self.config.backend)
+            return EnvironmentStatus(ExecutionState.STOPPED, self.config.backend)
         return await self.backend.status(session_id)
 
-    def active_connections(self, session_id: UUID) -> int:
-        return self.manager.active_connections(session_id) if self.manager else 0
+    async def ensure_environment(self, session_id: UUID, owner_id: int) -> AgentEndpoint:
+        """The session's agent, starting the environment from the database copy if needed
+        (within the owner's quota of environments running at once)."""
+        backend = self._backend()
+        async with self.locks.hold(("environment", session_id)):
+            endpoint = await backend.find(session_id)
+            if endpoint is not None:
+                return endpoint
+            limit = self.config.max_environments_per_user
+            running = [e for e in await backend.running() if e.owner_id == owner_id]
+            if len(running) >= limit:
+                raise QuotaReached(
+                    f"at most {limit} execution environments may run at once per user; "
+                    "shut one down first"
+                )
+            endpoint, started = await backend.ensure_started(session_id, owner_id)
+            if started:
+                try:
+                    await self.sync.materialize(session_id, self.client(endpoint))
+                except BaseException:
+                    with anyio.CancelScope(shield=True):
+                        await backend.stop(session_id)
+                    raise
+            return endpoint
 
-    async def _running(self, session_id: UUID) -> bool:
-        backend = self.backend
-        return (
-            backend is not None
-            and (await backend.status(session_id)).state is ExecutionState.RUNNING
-        )
+    # -- syncs: now, soon, and retried ---------------------------------------------------------
 
-    async def sync_back(self, session_id: UUID) -> None:
-        """Write the environment's changes back to the database; no-op when not running.
-        A failure is logged, not raised: the database copy stays valid to serve."""
-        if self.sync is None or not await self._running(session_id):
-            return
-        async with self._lock(session_id):
-            try:
-                await self.sync.sync_back(session_id)
-            except Exception:
-                log.exception("sync of %s failed", session_id)
+    async def sync_back(self, session_id: UUID) -> SyncOutcome | None:
+        """Bring a running environment and the database in step now; None when it is not
+        running. Failures are raised (and retried in the background)."""
+        endpoint = await self.endpoint(session_id)
+        if endpoint is None:
+            return None
+        try:
+            outcome = await self.sync.sync(session_id, self.client(endpoint))
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                await self._failed(session_id, exc)
+            raise
+        self._succeeded(session_id)
+        return outcome
 
-    async def file_written(self, session_id: UUID, path: str, content: bytes) -> None:
-        await self._push(session_id, "file", path, content)
+    def schedule_sync(self, session_id: UUID, delay: float = 0.0) -> None:
+        due = time.monotonic() + delay
+        if session_id not in self._due or self._due[session_id] > due:
+            self._due[session_id] = due
+            self._wake.set()
 
-    async def directory_created(self, session_id: UUID, path: str) -> None:
-        await self._push(session_id, "directory", path, None)
+    def output_seen(self, session_id: UUID) -> None:
+        """Terminal output: sync once it has been quiet for a moment (debounced)."""
+        self._due[session_id] = time.monotonic() + self.config.sync_quiet_seconds
+        self._wake.set()
 
-    async def path_deleted(self, session_id: UUID, path: str) -> None:
-        await self._push(session_id, "delete", path, None)
+    async def _sync_now(self, session_id: UUID) -> None:
+        self._due.pop(session_id, None)
+        try:
+            await self.sync_back(session_id)
+        except Exception:
+            pass  # recorded and rescheduled by _failed
 
-    async def _push(self, session_id: UUID, kind: str, path: str, content: bytes | None) -> None:
-        """Put an API write (already committed) into the running environment, if any."""
-        if self.backend is None or self.sync is None:
-            return
-        async with self._lock(session_id):
-            if not await self._running(session_id):
-                return
-            try:
-                if kind == "file":
-                    await self.backend.write_file(session_id, path, content or b"")
-                    self.sync.pushed_file(session_id, path, content or b"")
-                elif kind == "directory":
-                    await self.backend.make_directory(session_id, path)
-                    self.sync.pushed_directory(session_id, path)
-                else:
-                    await self.backend.delete_path(session_id, path)
-                    self.sync.pushed_delete(session_id, path)
-            except Exception:
-                # The database has it; the environment gets it at its next start.
-                log.exception("pushing %s %s into %s failed", kind, path, session_id)
+    async def _failed(self, session_id: UUID, exc: Exception) -> None:
+        delay = min(self.config.sync_retry_max_seconds, max(0.5, self._backoff.get(session_id, 0)
+                                                                * 2))  # fmt: skip
+        self._backoff[session_id] = delay
+        self.schedule_sync(session_id, delay)
+        message = str(exc) if isinstance(exc, ExecutionError) else "the database is unavailable"
+        log.warning("sync of %s failed (%r); retrying in %.1f s", session_id, exc, delay)
+        with contextlib.suppress(Exception), anyio.move_on_after(2):
+            await record_failure(session_id, f"The last sync failed: {message}")
 
-    async def shutdown(
-        self, session_id: UUID, reason: str = "workspace shut down"
-    ) -> tuple[int, bool]:
-        """Stop the session's shells, sync, stop the environment.
-        Returns (connections closed, environment cleaned); idempotent."""
-        if self.backend is None or self.manager is None:
-            return 0, True
-        # Shells go first so nothing writes between the final sync and the stop.
-        closed = await self.manager.close_session(session_id, 1001, reason)
-        await self.sync_back(session_id)
-        async with self._lock(session_id):
-            try:
-                await self.backend.stop(session_id)
-            except ExecutionError:
-                log.exception("stopping %s failed", session_id)
-                return closed, False
-        self._forget(session_id)
-        return closed, True
+    def _succeeded(self, session_id: UUID) -> None:
+        self._backoff.pop(session_id, None)
 
-    async def session_deleted(self, session_id: UUID) -> None:
-        """The session is gone: close its terminals and stop without syncing."""
-        if self.backend is None or self.manager is None:
-            return
-        await self.manager.close_session(session_id, 1001, "workspace deleted")
-        async with self._lock(session_id):
-            await self.backend.stop(session_id)
-        self._forget(session_id)
-
-    def _forget(self, session_id: UUID) -> None:
-        if self.sync is not None:
-            self.sync.forget(session_id)
-        self._dirty.pop(session_id, None)
-        self._last_active.pop(session_id, None)
-
-    # -- background work ------------------------------------------------------------------------
-
-    def _output_seen(self, session_id: UUID) -> None:
-        now = monotonic()
-        self._dirty[session_id] = now
-        self._last_active[session_id] = now
-        self._dirty_event.set()
-
-    async def _debounced_syncs(self) -> None:
-        """Sync a session once its terminal output has been quiet for a moment."""
-        quiet = self.config.sync_quiet_seconds
+    async def _scheduled_syncs(self) -> None:
         while True:
-            if not self._dirty:
-                self._dirty_event = anyio.Event()
-                await self._dirty_event.wait()
-                continue
-            now = monotonic()
-            for session_id, seen in list(self._dirty.items()):
-                if now - seen >= quiet:
-                    del self._dirty[session_id]
-                    await self.sync_back(session_id)
-            if self._dirty:
-                await anyio.sleep(max(0.05, min(self._dirty.values()) + quiet - monotonic()))
+            now = time.monotonic()
+            ready = [s for s, due in self._due.items() if due <= now]
+            for session_id in ready:
+                await self._sync_now(session_id)
+            self._wake = anyio.Event()
+            if self._due:
+                wait = max(0.01, min(self._due.values()) - time.monotonic())
+            else:
+                wait = 3600.0
+            with anyio.move_on_after(wait):
+                await self._wake.wait()
 
-    async def _periodic_syncs(self) -> None:
+    # -- the cluster's background work (leader only) -------------------------------------------
+
+    async def _leader_work(self) -> None:
+        interval = self.config.sync_interval_seconds
+        reap_every = min(60.0, max(0.05, self.config.idle_seconds / 4))
+        next_sync = time.monotonic() + interval
         while True:
-            await anyio.sleep(self.config.sync_interval_seconds)
-            if self.backend is None:
-                continue
-            for session_id in list(await self.backend.running_sessions()):
-                await self.sync_back(session_id)
-
-    async def _idle_reaper(self) -> None:
-        """Stop environments nobody has used (no terminal attached) for the idle timeout.
-
-        Replicas share the environments (pods are found by label), so "attached" must be
-        shared too: each tick, a replica records in the database which of its environments
-        have terminals, and an environment is idle only when no replica has recorded it for
-        the timeout. An environment whose session was deleted is stopped at once, unsynced.
-        """
-        idle = self.config.idle_seconds
-        while True:
-            await anyio.sleep(min(60.0, max(0.05, idle / 4)))
-            if self.backend is None or self.manager is None:
-                continue
             try:
-                await self._reap_once(idle)
+                await self._reap_once()
             except Exception:
                 log.exception("the idle reaper's round failed")
+            if time.monotonic() >= next_sync:
+                next_sync = time.monotonic() + interval
+                for environment in await self._backend().running():
+                    self.schedule_sync(environment.session_id)
+            await anyio.sleep(min(reap_every, max(0.05, next_sync - time.monotonic())))
 
-    async def _reap_once(self, idle: float) -> None:
-        assert self.backend is not None and self.manager is not None
-        running = list(await self.backend.running_sessions())
+    async def _reap_once(self) -> None:
+        """Stop environments no terminal has used for the idle timeout (after a final sync),
+        and those of deleted sessions (unsynced). "Used" is shared between replicas through
+        ``sessions.terminal_seen_at``, which every replica refreshes for its terminals."""
+        running = list(await self._backend().running())
         if not running:
             return
-        now = monotonic()
-        attached = [s for s in running if self.manager.active_connections(s)]
+        ids = [e.session_id for e in running]
         async with db.connection() as conn:
-            if attached:
-                await conn.execute(
-                    "UPDATE sessions SET terminal_seen_at = now() WHERE id = ANY($1::uuid[])",
-                    attached,
-                )
             rows = await conn.fetch(
-                "SELECT id, extract(epoch FROM now() - terminal_seen_at) AS seen_ago "
-                "FROM sessions WHERE id = ANY($1::uuid[])",
-                running,
+                "SELECT id, terminal_seen_at FROM sessions WHERE id = ANY($1::uuid[])", ids
             )
-        seen_ago = {row["id"]: row["seen_ago"] for row in rows}
-        for session_id in running:
-            if session_id not in seen_ago:
+        seen = {row["id"]: row["terminal_seen_at"] for row in rows}
+        now = datetime.now(UTC)
+        for environment in running:
+            session_id = environment.session_id
+            if session_id not in seen:
                 log.info("stopping the environment of deleted session %s", session_id)
                 await self.session_deleted(session_id)
                 continue
-            if session_id in attached:
-                self._last_active[session_id] = now
+            if session_id in self.relays:
                 continue
-            local = now - self._last_active.setdefault(session_id, now)
-            elsewhere = seen_ago[session_id]
-            quiet_for = local if elsewhere is None else min(local, float(elsewhere))
-            if quiet_for >= idle:
+            marks = [m for m in (seen[session_id], environment.since) if m is not None]
+            quiet_for = (now - max(marks)).total_seconds() if marks else float("inf")
+            if quiet_for >= self.config.idle_seconds:
                 log.info("stopping idle environment %s", session_id)
+                outcome = await self.shutdown(session_id, "idle timeout")
+                if not outcome.cleaned:
+                    log.warning("idle environment %s kept: %s", session_id, outcome.message)
+
+    async def _heartbeats(self) -> None:
+        """Record which environments this process has terminals on, for every reaper."""
+        every = min(30.0, max(0.05, self.config.idle_seconds / 4))
+        while True:
+            attached = [s for s, relays in self.relays.items() if relays]
+            if attached:
                 try:
-                    await self.shutdown(session_id, "idle timeout")
-                except Exception:
-                    log.exception("stopping idle environment %s failed", session_id)
+                    async with db.connection() as conn:
+                        await conn.execute(
+                            "UPDATE sessions SET terminal_seen_at = now() "
+                            "WHERE id = ANY($1::uuid[])",
+                            attached,
+                        )
+                except Exception as exc:
+                    log.info("could not record attached terminals: %r", exc)
+            await anyio.sleep(every)
+
+    # -- terminals ---------------------------------------------------------------------------
+
+    async def open_terminal(
+        self, session_id: UUID, owner_id: int, cols: int, rows: int
+    ) -> AgentTerminal:
+        """Start (or find) the environment and attach a viewer to its shell."""
+        endpoint = await self.ensure_environment(session_id, owner_id)
+        client = self.client(endpoint)
+        limit = self.config.max_terminals_per_session
+        local = len(self.relays.get(session_id, ()))
+        viewers = local
+        if local < limit:
+            with contextlib.suppress(ExecutionError):
+                status = await client.status()
+                viewers = max(local, sum(t.viewers for t in status.terminals if t.name == "main"))
+        if viewers >= limit:
+            raise QuotaReached(f"at most {limit} terminal connections per workspace")
+        return await client.attach(cols, rows)
+
+    def register(self, relay: Relay) -> None:
+        self.relays.setdefault(relay.session_id, set()).add(relay)
+
+    def unregister(self, relay: Relay) -> None:
+        relays = self.relays.get(relay.session_id)
+        if relays is not None:
+            relays.discard(relay)
+            if not relays:
+                del self.relays[relay.session_id]
+
+    def active_connections(self, session_id: UUID) -> int:
+        return len(self.relays.get(session_id, ()))
+
+    async def _token_checks(self) -> None:
+        """Terminals end within seconds of a logout or an expiry of their login token."""
+        while True:
+            await anyio.sleep(TOKEN_CHECK_SECONDS)
+            hashes = {r.token_hash for rs in self.relays.values() for r in rs if r.token_hash}
+            if not hashes:
+                continue
+            try:
+                valid = await valid_token_hashes(hashes)
+            except Exception as exc:
+                log.info("could not check terminal tokens: %r", exc)
+                continue
+            for relays in list(self.relays.values()):
+                for relay in list(relays):
+                    if relay.token_hash and relay.token_hash not in valid:
+                        with contextlib.suppress(Exception):
+                            await relay.close(CLOSE_UNAUTHENTICATED, "logged out or expired")
+
+    # -- ending environments -------------------------------------------------------------------
+
+    async def shutdown(self, session_id: UUID, reason: str) -> ShutdownOutcome:
+        """Close the shells, sync a last time, stop the environment. When that last sync
+        fails the environment is KEPT (nothing it holds is lost) and the outcome says so."""
+        backend = self._backend()
+        endpoint = await backend.find(session_id)
+        if endpoint is None:
+            return ShutdownOutcome(closed=0, cleaned=True)
+        client = self.client(endpoint)
+        closed = len(self.relays.get(session_id, ()))
+        with contextlib.suppress(ExecutionError):
+            closed = max(closed, await client.close_terminal(1001, reason))
+        for relay in list(self.relays.get(session_id, ())):
+            with contextlib.suppress(Exception):
+                await relay.close(1001, reason)
+        try:
+            outcome = await self.sync_back(session_id)
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, ExecutionError) else "the database is unavailable"
+            return ShutdownOutcome(
+                closed=closed,
+                cleaned=False,
+                message=f"the final sync failed ({message}); the environment is kept",
+            )
+        del outcome
+        await backend.stop(session_id)
+        self._forget(session_id)
+        with contextlib.suppress(Exception):
+            await environment_store.clear(session_id)
+        return ShutdownOutcome(closed=closed, cleaned=True)
+
+    async def session_deleted(self, session_id: UUID) -> None:
+        """The session is gone: close its terminals and stop its environment, unsynced."""
+        if self.backend is None:
+            return
+        for relay in list(self.relays.get(session_id, ())):
+            with contextlib.suppress(Exception):
+                await relay.close(1001, "workspace deleted")
+        await self.backend.stop(session_id)
+        self._forget(session_id)
+
+    def _forget(self, session_id: UUID) -> None:
+        self._due.pop(session_id, None)
+        self._backoff.pop(session_id, None)
 
 
-_runtime: ExecutionRuntime | None = None
+_process_runtime: ExecutionRuntime | None = None
 
 
-def get_runtime() -> ExecutionRuntime:
-    """The process singleton."""
-    global _runtime
-    if _runtime is None:
-        _runtime = ExecutionRuntime()
-    return _runtime
+def process_runtime(settings: Settings) -> ExecutionRuntime:
+    """The one runtime of this process (created on first use; started by the lifespans of
+    the functions that drive execution)."""
+    global _process_runtime
+    if _process_runtime is None:
+        _process_runtime = ExecutionRuntime(settings)
+    return _process_runtime
+
+
+def running_runtime() -> ExecutionRuntime | None:
+    """The dependency handlers receive: the process's runtime once started, else None (a
+    function deployed without execution writes the database only)."""
+    runtime = _process_runtime
+    return runtime if runtime is not None and runtime.backend is not None else None

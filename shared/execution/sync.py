@@ -1,19 +1,16 @@
-"""Write what changed inside an execution environment back to PostgreSQL.
+"""Keeping a running environment and the database copy of its workspace in step, both ways.
 
-One sync is: scan the environment (sizes + sha256), compare with the database copy, read
-the changed files, and apply creates, modifications, deletions and new directories (a rename
-is a delete plus a create) in ONE transaction under the workspace's advisory lock, the same
-lock every API write takes, so syncs from any replica and API writes never interleave.
+A sync scans the environment (sizes and sha256 digests, through its agent), then, holding
+the workspace's lock (the one every API write takes), merges three ways with the baseline
+(``sync_plan``): the environment's changes go into the database in one transaction, the
+database's changes the environment has not seen yet are pushed into it conditionally (only
+where the environment still holds what the baseline says), and the baseline moves to what
+both now agree on. Contents are read from the environment with the size limit enforced while
+reading; the workspace quota counts everything stored, including what the scan could not
+see. Environment I/O never happens inside a database transaction.
 
-A per-session *baseline* (what the environment held after materialization, the last sync
-or an API push) makes this a three-way merge: a path the environment did not change since
-the baseline is never written back, so an API write that committed a moment before it was
-pushed into the environment is not reverted by a sync that ran in between, and a file the
-API created that the environment has not received yet is not deleted. Without a baseline
-(another replica started the environment) the environment's view wins.
-
-What the scan skipped (ignored names, too large, symlinks, over the entry or byte quota) is
-recorded in the session's ``sync_skipped`` report and never deleted from the database.
+A sync that could not finish (the agent unreachable, its disk full, the database down) raises
+``SyncIncomplete``; the runtime retries it with backoff.
 """
 
 from __future__ import annotations
@@ -21,173 +18,254 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from uuid import UUID
 
 import attrs
 
-from shared import db, workspace_store
+from agent.paths import parents_of
+from shared import db, environment_store, workspace_store
 from shared.config import Settings
 from shared.envelope import utc_now
-from shared.execution.base import ExecutionBackend, ScanResult, WorkspaceEntry
+from shared.execution.agent_client import AgentClient, Conflict
+from shared.execution.base import ExecutionError, ScanResult, WorkspaceEntry
+from shared.execution.sync_plan import Entry, conflict_path, plan_sync, subtree
 
 log = logging.getLogger(__name__)
 
-DEFAULT_IGNORE = (".venv/", "__pycache__/", "node_modules/", ".git/")
 
-Entry = tuple[str, str | None]  # (type, sha256 or None for directories)
-
-
-@attrs.frozen
-class SyncConfig:
-    ignore: tuple[str, ...] = DEFAULT_IGNORE
-    max_file_bytes: int = 1024 * 1024
-    max_entries: int = 2000
-    max_workspace_bytes: int = 50 * 1024 * 1024
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str], settings: Settings) -> SyncConfig:
-        raw = env.get("SYNC_IGNORE")
-        ignore = DEFAULT_IGNORE if raw is None else tuple(raw.replace(",", " ").split())
-        return cls(
-            ignore=ignore,
-            max_file_bytes=settings.max_file_bytes,
-            max_entries=settings.max_workspace_entries,
-            max_workspace_bytes=settings.max_workspace_bytes,
-        )
+class SyncIncomplete(ExecutionError):
+    """Part of a sync could not be done now; what could be was done. Retry later."""
 
 
 @attrs.frozen
 class SyncOutcome:
-    written: tuple[str, ...]
-    directories: tuple[str, ...]
-    deleted: tuple[str, ...]
-    skipped: tuple[tuple[str, str], ...]
+    stored: tuple[str, ...] = ()  # written to the database (files and directories)
+    deleted: tuple[str, ...] = ()  # removed from the database
+    pushed: tuple[str, ...] = ()  # put into the environment
+    conflicts: tuple[tuple[str, str], ...] = ()  # (path, where the database's version went)
+    skipped: tuple[tuple[str, str], ...] = ()
 
 
-def _under(path: str, roots: Iterable[str]) -> bool:
-    return any(path == r or path.startswith(r + "/") for r in roots)
+def expectation(entry: Entry | None) -> dict[str, str]:
+    """What a conditional write expects to find, from a baseline entry."""
+    if entry is None:
+        return {"type": "absent"}
+    if entry[0] == "directory":
+        return {"type": "directory"}
+    return {"type": "file", "sha256": str(entry[1])}
+
+
+def _sha(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
 
 
 class SyncEngine:
-    def __init__(self, backend: ExecutionBackend, config: SyncConfig) -> None:
-        self.backend = backend
-        self.config = config
-        self._baselines: dict[UUID, dict[str, Entry]] = {}
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.ignore = settings.execution.sync_ignore
 
-    # -- baseline bookkeeping (called by the runtime) ----------------------------------------
+    # -- starting an environment -----------------------------------------------------------
 
-    def materialized(self, session_id: UUID, entries: Iterable[WorkspaceEntry]) -> None:
-        self._baselines[session_id] = {
-            e.path: (
-                ("file", hashlib.sha256(e.content or b"").hexdigest())
-                if e.type == "file"
-                else ("directory", None)
-            )
-            for e in entries
+    async def materialize(self, session_id: UUID, client: AgentClient) -> None:
+        """Put the database copy into a fresh environment and record that as the baseline."""
+        async with workspace_store.exclusive(session_id):
+            stored = await workspace_store.list_with_content(session_id)
+            entries = [
+                WorkspaceEntry(f.path, f.type, f.content if f.type == "file" else None)
+                for f in stored
+            ]
+            await client.materialize(entries)
+            async with db.transaction():
+                await environment_store.reset_to_database(session_id)
+                await _record(session_id, skipped=[], error=None)
+
+    # -- the sync ----------------------------------------------------------------------------
+
+    async def sync(self, session_id: UUID, client: AgentClient) -> SyncOutcome:
+        settings = self.settings
+        scan = await client.scan(self.ignore, settings.max_file_bytes,
+                                 settings.max_workspace_entries)  # fmt: skip
+        async with workspace_store.exclusive(session_id):
+            return await self._sync_locked(session_id, client, scan)
+
+    async def _sync_locked(
+        self, session_id: UUID, client: AgentClient, scan: ScanResult
+    ) -> SyncOutcome:
+        settings = self.settings
+        env: dict[str, Entry] = {
+            e.path: ("file", e.sha256) if e.type == "file" else ("directory", None)
+            for e in scan.entries
         }
+        skipped = list(scan.skipped)
+        inventory = await workspace_store.inventory(session_id)
+        stored = {path: (kind, digest) for path, (kind, digest, _) in inventory.items()}
+        sizes = {path: size for path, (_, _, size) in inventory.items()}
+        base = await environment_store.baseline(session_id)
+        plan = plan_sync(stored, base, env, [path for path, _ in skipped])
+        if plan.empty:
+            await _record(session_id, skipped=skipped, error=None)
+            return SyncOutcome(skipped=tuple(skipped))
 
-    def pushed_file(self, session_id: UUID, path: str, content: bytes) -> None:
-        baseline = self._baselines.get(session_id)
-        if baseline is not None:
-            self._drop(baseline, path)
-            baseline[path] = ("file", hashlib.sha256(content).hexdigest())
-            for parent in _parents(path):
-                baseline[parent] = ("directory", None)
+        # What the environment changed: read it now (bounded), outside any transaction.
+        wanted = [p for p, e in plan.to_db.items() if e is not None and e[0] == "file"]
+        read = await client.read_files(wanted, settings.max_file_bytes) if wanted else {}
+        to_db = dict(plan.to_db)
+        files: dict[str, bytes] = {}
+        for path in wanted:
+            if path not in read:  # vanished or grew past the limit since the scan
+                to_db.pop(path)
+                continue
+            files[path] = read[path]
+            to_db[path] = ("file", _sha(read[path]))  # what was read is what is stored
+        files, over = self._within_quota(stored, sizes, to_db, files)
+        for path in over:
+            to_db.pop(path)
+            skipped.append((path, "workspace quota exceeded"))
 
-    def pushed_directory(self, session_id: UUID, path: str) -> None:
-        baseline = self._baselines.get(session_id)
-        if baseline is not None:
-            for parent in [*_parents(path), path]:
-                baseline[parent] = ("directory", None)
-
-    def pushed_delete(self, session_id: UUID, path: str) -> None:
-        baseline = self._baselines.get(session_id)
-        if baseline is not None:
-            self._drop(baseline, path)
-
-    def forget(self, session_id: UUID) -> None:
-        self._baselines.pop(session_id, None)
-
-    @staticmethod
-    def _drop(baseline: dict[str, Entry], path: str) -> None:
-        for key in [k for k in baseline if _under(k, [path])]:
-            del baseline[key]
-
-    # -- the sync ------------------------------------------------------------------------------
-
-    async def sync_back(self, session_id: UUID) -> SyncOutcome:
-        """Bring the environment's changes into the database (the caller checked it runs)."""
-        cfg = self.config
-        scan = await self.backend.scan(session_id, cfg.ignore, cfg.max_file_bytes, cfg.max_entries)
-        scanned, skipped = self._within_quota(scan)
-        baseline = self._baselines.get(session_id)
+        conflicts: list[tuple[str, str]] = []
         async with db.transaction():
-            await workspace_store.lock(session_id)
-            stored = await workspace_store.digests(session_id)
-            protected = [path for path, _ in skipped]
-            upserts: dict[str, Entry] = {}
-            for path, entry in scanned.items():
-                if baseline is not None and baseline.get(path) == entry:
-                    continue  # unchanged in the environment since we last agreed
-                if stored.get(path) != entry:
-                    upserts[path] = entry
-            deleted: set[str] = set()
-            for path in stored:
-                if path in scanned or _under(path, protected):
-                    continue
-                if baseline is not None and path not in baseline:
-                    continue  # written through the API, not pushed into the environment yet
-                deleted.add(path)
-            # A path whose type changed goes away first, then comes back as the other type.
-            deleted.update(p for p, e in upserts.items() if p in stored and stored[p][0] != e[0])
-            want = [p for p, e in upserts.items() if e[0] == "file"]
-            contents = await self.backend.read_files(session_id, want) if want else {}
-            files = {p: c for p, c in contents.items() if len(c) <= cfg.max_file_bytes}
-            directories = [p for p, e in upserts.items() if e[0] == "directory"]
-            await workspace_store.apply_changes(session_id, files, directories, deleted)
-            async with db.connection() as conn:
-                await conn.execute(
-                    "UPDATE sessions SET sync_skipped = $2::jsonb, last_synced_at = $3 "
-                    "WHERE id = $1",
-                    session_id,
-                    json.dumps([{"path": p, "reason": r} for p, r in skipped]),
-                    utc_now(),
-                )
-        # What we now agree on: the scan, with the contents actually read.
-        agreed = dict(scanned)
-        for path in want:
-            if path in files:
-                agreed[path] = ("file", hashlib.sha256(files[path]).hexdigest())
-            else:
-                agreed.pop(path, None)  # vanished meanwhile: look again next time
-        self._baselines[session_id] = agreed
-        if upserts or deleted:
-            log.info(
-                "synced %s: %d written, %d directories, %d deleted, %d skipped",
-                session_id, len(files), len(directories), len(deleted), len(skipped),
-            )  # fmt: skip
-        return SyncOutcome(tuple(files), tuple(directories), tuple(sorted(deleted)), skipped)
+            kept = [p for p in plan.conflicts if p in to_db]
+            if kept:
+                displaced = await workspace_store.contents(session_id, kept)
+                taken = set(stored) | set(env)
+                aside: dict[str, bytes] = {}
+                for path in kept:
+                    if path in displaced:
+                        content, version = displaced[path]
+                        target = conflict_path(path, version, taken)
+                        taken.add(target)
+                        aside[target] = content
+                        conflicts.append((path, target))
+                if aside:
+                    await workspace_store.apply_changes(session_id, aside, [], [])
+            deletes = [p for p, e in to_db.items() if e is None or (
+                p in stored and stored[p][0] != e[0])]  # fmt: skip
+            directories = [p for p, e in to_db.items() if e is not None and e[0] == "directory"]
+            for path in files:
+                directories += [p for p in parents_of(path) if p not in stored and p not in env]
+            await workspace_store.apply_changes(session_id, files, directories, deletes)
+            await environment_store.update(session_id, {**plan.agreed, **to_db})
+            await _record(session_id, skipped=skipped, error=None, conflicts=conflicts)
+
+        pushed = await self._push(session_id, client, plan.to_env, base)
+        if conflicts:
+            log.warning("sync of %s: both sides changed %s", session_id, conflicts)
+        if to_db or pushed:
+            log.info("synced %s: %d to the database, %d pushed, %d skipped", session_id,
+                     len(to_db), len(pushed), len(skipped))  # fmt: skip
+        return SyncOutcome(
+            stored=tuple(p for p, e in to_db.items() if e is not None),
+            deleted=tuple(p for p, e in to_db.items() if e is None),
+            pushed=tuple(pushed),
+            conflicts=tuple(conflicts),
+            skipped=tuple(skipped),
+        )
 
     def _within_quota(
-        self, scan: ScanResult
-    ) -> tuple[dict[str, Entry], tuple[tuple[str, str], ...]]:
-        """The scanned entries that fit the workspace byte quota, and everything skipped."""
-        skipped = list(scan.skipped)
-        scanned: dict[str, Entry] = {}
-        total = 0
-        for entry in scan.entries:
-            if entry.type == "file":
-                if total + entry.size > self.config.max_workspace_bytes:
-                    skipped.append((entry.path, "workspace quota exceeded"))
-                    continue
-                total += entry.size
-                scanned[entry.path] = ("file", entry.sha256)
-            else:
-                scanned[entry.path] = ("directory", None)
-        return scanned, tuple(skipped)
+        self,
+        stored: Mapping[str, Entry],
+        sizes: Mapping[str, int],
+        to_db: Mapping[str, Entry | None],
+        files: dict[str, bytes],
+    ) -> tuple[dict[str, bytes], list[str]]:
+        """The files that fit the workspace quota, counting everything the database holds
+        (also what the scan skipped); the rest (largest last) is left out and reported."""
+        settings = self.settings
+        total = sum(sizes.values())
+        entries = len(stored)
+        for path, entry in to_db.items():
+            if entry is None or path in files:
+                total -= sizes.get(path, 0)
+            if entry is None and path in stored:
+                entries -= 1
+            elif entry is not None and path not in stored:
+                entries += 1
+        fitting: dict[str, bytes] = {}
+        over: list[str] = []
+        for path, content in sorted(files.items(), key=lambda item: len(item[1])):
+            new = path not in stored
+            if total + len(content) > settings.max_workspace_bytes or (
+                new and entries > settings.max_workspace_entries
+            ):
+                over.append(path)
+                entries -= 1 if new else 0
+                continue
+            total += len(content)
+            fitting[path] = content
+        return fitting, over
+
+    async def _push(
+        self,
+        session_id: UUID,
+        client: AgentClient,
+        to_env: Mapping[str, Entry | None],
+        base: Mapping[str, Entry],
+    ) -> list[str]:
+        """Put the database's changes into the environment where it still holds what the
+        baseline says; a path the shell changed meanwhile is left for the next sync."""
+        if not to_env:
+            return []
+        wanted = [p for p, e in to_env.items() if e is not None and e[0] == "file"]
+        contents = await workspace_store.contents(session_id, wanted) if wanted else {}
+        pushed: dict[str, Entry | None] = {}
+        gone: list[str] = []
+        failure: ExecutionError | None = None
+        for path, entry in to_env.items():
+            try:
+                if entry is None:
+                    await client.delete_path(path, subtree(base, path))
+                    gone.append(path)
+                elif entry[0] == "directory":
+                    await client.make_directory(path)
+                    pushed[path] = entry
+                elif path in contents:
+                    content = contents[path][0]
+                    digest = await client.write_file(path, content, expectation(base.get(path)))
+                    pushed[path] = ("file", digest)
+            except Conflict:
+                continue  # the shell changed it meanwhile: the next sync brings that back
+            except ExecutionError as exc:
+                failure = exc  # no space, unreachable: retried with backoff
+        if pushed or gone:
+            async with db.transaction():
+                for path in gone:
+                    await environment_store.forget_under(session_id, path)
+                await environment_store.update(session_id, pushed)
+        if failure is not None:
+            raise SyncIncomplete(str(failure)) from failure
+        return [*gone, *pushed]
 
 
-def _parents(path: str) -> list[str]:
-    parts = path.split("/")[:-1]
-    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+async def _record(
+    session_id: UUID,
+    *,
+    skipped: list[tuple[str, str]],
+    error: str | None,
+    conflicts: list[tuple[str, str]] | None = None,
+) -> None:
+    """The workspace status's view of the last sync."""
+    async with db.connection() as conn:
+        await conn.execute(
+            "UPDATE sessions SET sync_skipped = $2::jsonb, last_synced_at = $3, "
+            "sync_error = $4, sync_failed_at = CASE WHEN $4::text IS NULL THEN NULL "
+            "ELSE $3::timestamptz END, sync_conflicts = CASE WHEN $5::jsonb = '[]'::jsonb "
+            "THEN sync_conflicts ELSE (sync_conflicts || $5::jsonb) END WHERE id = $1",
+            session_id,
+            json.dumps([{"path": p, "reason": r} for p, r in skipped]),
+            utc_now(),
+            error,
+            json.dumps([{"path": p, "kept_as": k} for p, k in conflicts or []]),
+        )
+
+
+async def record_failure(session_id: UUID, message: str) -> None:
+    """Make a failed sync visible in the workspace status (best effort: the database may be
+    what failed)."""
+    async with db.connection() as conn:
+        await conn.execute(
+            "UPDATE sessions SET sync_error = $2, sync_failed_at = $3 WHERE id = $1",
+            session_id,
+            message[:500],
+            utc_now(),
+        )

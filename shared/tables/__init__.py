@@ -2,9 +2,10 @@
 
 from shared.tables.accounts import LoginFailure, LoginToken, User
 from shared.tables.reviews import ReviewHistory, ReviewRequest
-from shared.tables.workspaces import Session, WorkspaceFile
+from shared.tables.workspaces import EnvironmentFile, Session, WorkspaceFile
 
 __all__ = [
+    "EnvironmentFile",
     "LoginFailure",
     "LoginToken",
     "ReviewHistory",

@@ -9,6 +9,7 @@ from piccolo.columns import (
     Integer,
     OnDelete,
     Serial,
+    Text,
     Timestamptz,
     Varchar,
 )
@@ -30,6 +31,11 @@ class Session(Table, tablename="sessions"):
     last_synced_at = Timestamptz(null=True, default=None)
     # Last time any replica had a terminal attached: the idle reaper of every replica reads it.
     terminal_seen_at = Timestamptz(null=True, default=None)
+    # Why the last sync from the environment failed (NULL once one succeeds), and when.
+    sync_error = Text(null=True, default=None)
+    sync_failed_at = Timestamptz(null=True, default=None)
+    # Paths where the environment and the database both changed: [{path, kept_as}].
+    sync_conflicts = JSONB(default="[]")
 
 
 class WorkspaceFile(Table, tablename="workspace_files"):
@@ -45,3 +51,15 @@ class WorkspaceFile(Table, tablename="workspace_files"):
     version = Integer(default=1)
     created_at = Timestamptz()
     updated_at = Timestamptz()
+
+
+class EnvironmentFile(Table, tablename="environment_files"):
+    """What a running environment held at the last agreement with the database (its
+    materialization, the last sync or push): the base of the three-way sync. (session_id,
+    path) is unique; rows go when the environment stops."""
+
+    id = Serial(primary_key=True)
+    session_id = ForeignKey(references=Session, on_delete=OnDelete.cascade, null=False)
+    path = Varchar(length=1024)
+    type = Varchar(length=16)
+    sha256 = Varchar(length=64, null=True, default=None)

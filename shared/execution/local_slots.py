@@ -1,0 +1,299 @@
+"""Slots: the local backend's sandboxes on disk, found again by any server process.
+
+A slot is a directory ``<root>/slots/<id>/`` holding the workspace (bound at /workspace),
+the agent's listening socket and ``meta.json`` (the sandbox's pids, its secret, its host
+uid and containment records, and the session that claimed it). A slot without a claim is a
+warm spare; claiming one is an exclusive file create, and a session finds its slot through
+the symlink ``<root>/sessions/<session-id>``. Because everything lives on disk and the
+sandbox is started detached, a slot outlives the process that created it: a restarted
+server (or another one on the same data directory) finds every environment again.
+
+Everything here blocks (files, processes); the backend calls it from worker threads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import attrs
+
+from shared.config import SandboxSettings
+from shared.execution import local_sandbox
+from shared.execution.agent_client import AgentEndpoint
+from shared.execution.base import ExecutionError
+
+log = logging.getLogger(__name__)
+
+META = "meta.json"
+CLAIM = "claim"
+SOCKET = "agent.sock"
+
+
+class Containment(Protocol):
+    """What keeps one sandbox from hurting the host or its neighbours (cgroups, a disk
+    quota for the workspace, a unique host uid). Records are JSON, kept in meta.json."""
+
+    def prepare(self, slot_dir: Path, slot_id: str) -> dict[str, Any]:
+        """Create the slot's containment and its workspace at ``slot_dir/workspace``."""
+
+    def host_uid(self, record: dict[str, Any]) -> int | None: ...
+
+    def cgroup_procs(self, record: dict[str, Any]) -> list[str]:
+        """Files a process writes its pid to in order to join the slot's cgroups."""
+
+    def kill_all(self, record: dict[str, Any]) -> bool:
+        """Kill every process of the slot; False when that cannot be done (no cgroup)."""
+
+    def release(self, record: dict[str, Any]) -> None:
+        """Remove the cgroups, unmount the workspace volume, free the uid (idempotent)."""
+
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks (tells a pid from its reuse), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _memfd(name: str, text: bytes) -> int:
+    fd = os.memfd_create(name, 0)  # no MFD_CLOEXEC: the child reads it
+    os.write(fd, text)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+@attrs.define
+class Slot:
+    dir: Path
+    meta: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return self.dir.name
+
+    @property
+    def session_id(self) -> str | None:
+        return self.meta.get("session_id")
+
+    @property
+    def endpoint(self) -> AgentEndpoint:
+        return AgentEndpoint(f"unix:{self.dir / SOCKET}", self.meta["secret"].encode())
+
+    def alive(self) -> bool:
+        pid, started = self.meta.get("pid"), self.meta.get("pid_start")
+        return isinstance(pid, int) and started is not None and _start_time(pid) == started
+
+    def save(self) -> None:
+        tmp = self.dir / f".{META}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(self.meta, out)
+        os.replace(tmp, self.dir / META)
+
+    def claim(self, session_id: str, owner_id: int) -> bool:
+        """Take this spare for a session; False when another process took it first."""
+        try:
+            fd = os.open(self.dir / CLAIM, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return False
+        os.write(fd, session_id.encode())
+        os.close(fd)
+        self.meta.update(session_id=session_id, owner_id=owner_id, claimed_at=time.time())
+        self.save()
+        return True
+
+    def unclaim(self) -> None:
+        for key in ("session_id", "owner_id", "claimed_at"):
+            self.meta.pop(key, None)
+        self.save()
+        (self.dir / CLAIM).unlink(missing_ok=True)
+
+
+def load(slot_dir: Path) -> Slot | None:
+    try:
+        meta = json.loads((slot_dir / META).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or not isinstance(meta.get("secret"), str):
+        return None
+    slot = Slot(slot_dir, meta)
+    if not (slot_dir / CLAIM).exists():
+        slot.meta.pop("session_id", None)  # a claim interrupted before its file: still spare
+    return slot
+
+
+def create(root: Path, config: SandboxSettings, containment: Containment) -> Slot:
+    """A new slot with its sandbox and agent running (a spare until claimed)."""
+    slot_id = f"{int(time.time() * 1000):x}-{secrets.token_hex(4)}"
+    slot_dir = root / "slots" / slot_id
+    slot_dir.mkdir(parents=True, mode=0o711)
+    os.chmod(slot_dir, 0o711)  # the sandbox's uid resolves the workspace below it
+    slot = Slot(slot_dir, {"secret": secrets.token_hex(32), "created_at": time.time()})
+    try:
+        slot.meta["containment"] = containment.prepare(slot_dir, slot_id)
+        spawn(slot, config, containment)
+    except BaseException:
+        destroy(slot, containment)
+        raise
+    return slot
+
+
+def spawn(slot: Slot, config: SandboxSettings, containment: Containment) -> None:
+    """Start the slot's sandbox and agent (first start, or again after a crash), detached."""
+    record = slot.meta["containment"]
+    sock_path = slot.dir / SOCKET
+    sock_path.unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(sock_path))
+    os.chmod(sock_path, 0o600)  # the server (root) connects; the agent holds the fd
+    listener.listen(128)
+    secret_read, secret_write = os.pipe()
+    os.write(secret_write, slot.meta["secret"].encode())
+    os.close(secret_write)
+    fds = [secret_read]  # closed here once the child has them (the listener closes itself)
+    info_read = info_write = -1
+    try:
+        agent = local_sandbox.agent_argv(config, listener.fileno(), secret_read)
+        host_uid = containment.host_uid(record)
+        prefix = local_sandbox.limits_argv(config) + local_sandbox.drop_privileges_argv(host_uid)
+        if config.isolation == "none":
+            argv = [*prefix, "env", "-i", *(f"{k}={v}" for k, v in _plain_env(slot).items()),
+                    *agent, "--workspace", str(slot.dir / "workspace")]  # fmt: skip
+        else:
+            workspace = os.open(slot.dir / "workspace", os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW)
+            passwd = _memfd("passwd", local_sandbox.PASSWD.encode())
+            group = _memfd("group", local_sandbox.GROUP.encode())
+            info_read, info_write = os.pipe()
+            fds += [workspace, passwd, group, info_write]
+            bwrap = local_sandbox.sandbox_argv(config, workspace, passwd, group, info_write)
+            argv = [*prefix, *bwrap, *agent]
+        launcher = subprocess.run(
+            local_sandbox.detach_argv(containment.cgroup_procs(record)) + argv,
+            stdin=subprocess.DEVNULL, capture_output=True, pass_fds=[listener.fileno(), *fds],
+            start_new_session=True, timeout=30, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        )  # fmt: skip
+        if launcher.returncode != 0 or not launcher.stdout.strip().isdigit():
+            log.error("starting a sandbox failed: %r", launcher.stderr[-2000:])
+            raise ExecutionError("could not start the execution environment")
+        pid = int(launcher.stdout.strip())
+        child = None
+        if info_write >= 0:
+            os.close(info_write)
+            fds.remove(info_write)
+            child = _child_pid(info_read, pid)
+    finally:
+        listener.close()
+        for fd in fds:
+            os.close(fd)
+        if info_read >= 0:
+            os.close(info_read)
+    slot.meta.update(pid=pid, pid_start=_start_time(pid), child_pid=child,
+                     child_start=_start_time(child) if child else None)  # fmt: skip
+    if slot.meta["pid_start"] is None:
+        raise ExecutionError("the execution environment exited at start")
+    slot.save()
+
+
+def _plain_env(slot: Slot) -> dict[str, str]:
+    env = dict(local_sandbox.SHELL_ENV)
+    env.update(HOME=str(slot.dir / "workspace"), PATH="/usr/local/bin:/usr/bin:/bin",
+               PYTHONPATH=str(local_sandbox.AGENT_DIR.parent))  # fmt: skip
+    return env
+
+
+def _child_pid(info_fd: int, pid: int, timeout: float = 10.0) -> int | None:
+    """bwrap's --info-fd JSON names the sandbox's pid 1 (killing it ends the namespace)."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    os.set_blocking(info_fd, False)
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(info_fd, 4096)
+        except BlockingIOError:
+            chunk = None
+        if chunk == b"":
+            break
+        if chunk:
+            data += chunk
+            try:
+                value = json.loads(data).get("child-pid")
+                return value if isinstance(value, int) else None
+            except ValueError:
+                continue
+        if _start_time(pid) is None:
+            return None
+        time.sleep(0.002)  # bwrap writes it within milliseconds of starting
+    try:
+        value = json.loads(data).get("child-pid")
+    except ValueError:
+        return None
+    return value if isinstance(value, int) else None
+
+
+def kill(slot: Slot, containment: Containment) -> None:
+    """End every process of the slot (the sandbox, its agent, the user's programs)."""
+    record = slot.meta.get("containment") or {}
+    if containment.kill_all(record):
+        return
+    for key, start_key in (("child_pid", "child_start"), ("pid", "pid_start")):
+        pid = slot.meta.get(key)
+        if isinstance(pid, int) and _start_time(pid) == slot.meta.get(start_key):
+            try:
+                os.kill(pid, signal.SIGKILL)  # pid 1 of the sandbox: the namespace goes with it
+            except ProcessLookupError:
+                pass
+    pid = slot.meta.get("pid")
+    deadline = time.monotonic() + 10
+    while isinstance(pid, int) and _start_time(pid) == slot.meta.get("pid_start"):
+        if time.monotonic() > deadline:
+            log.warning("sandbox %s (pid %s) did not exit", slot.id, pid)
+            break
+        time.sleep(0.005)
+
+
+def destroy(slot: Slot, containment: Containment) -> None:
+    """Kill the slot's processes, release its containment and remove its directory."""
+    kill(slot, containment)
+    containment.release(slot.meta.get("containment") or {})
+    shutil.rmtree(slot.dir, ignore_errors=True)
+
+
+class PlainContainment:
+    """No cgroups, no disk quota: the workspace is a plain directory. Used where the host
+    offers neither (not root), with the per-process rlimits as the only containment."""
+
+    def __init__(self, uid_base: int | None) -> None:
+        self.uid_base = uid_base
+
+    def prepare(self, slot_dir: Path, slot_id: str) -> dict[str, Any]:
+        workspace = slot_dir / "workspace"
+        workspace.mkdir(mode=0o755)
+        uid = None
+        if self.uid_base is not None and os.geteuid() == 0:
+            uid = self.uid_base + int(slot_id.split("-")[1], 16) % 60000
+            os.chown(workspace, uid, uid)
+        return {"uid": uid}
+
+    def host_uid(self, record: dict[str, Any]) -> int | None:
+        return record.get("uid")
+
+    def cgroup_procs(self, record: dict[str, Any]) -> list[str]:
+        return []
+
+    def kill_all(self, record: dict[str, Any]) -> bool:
+        return False
+
+    def release(self, record: dict[str, Any]) -> None:
+        pass

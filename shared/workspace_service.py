@@ -1,0 +1,162 @@
+"""Writing workspace files: the one path every function's file write takes.
+
+Access first (owner only; a reviewer of an open review gets 403, anybody else 404), then
+the write in one transaction under the workspace's lock (``workspace_store`` holds the
+quotas and the parent rules). When the workspace's environment is running, the write goes
+through it (``live_files``): the shell's changes to the path are stored first and the write
+is pushed into the environment atomically with its commit. A process without the
+execution runtime (the sessions function on its own in a cluster) writes the database only;
+the environment picks the change up at its next sync.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from uuid import UUID
+
+from shared import db, workspace_store
+from shared.access import lock_owned_session, owned_session
+from shared.auth import UNAUTHORIZED_MESSAGE, AuthUser, user_for_token
+from shared.config import Settings
+from shared.errors import Conflict, PreconditionFailed, Unauthorized
+from shared.execution import live_files
+from shared.execution.runtime import ExecutionRuntime
+from shared.workspace_store import FileMeta
+
+_ENTITY_TAG = re.compile(r'"(\d{1,10})"|(\d{1,10})', re.ASCII)
+
+
+def if_match_allows(header: str, current_version: int | None) -> bool:
+    """RFC 9110 If-Match with strong comparison: ``*`` needs the file to exist, otherwise one
+    of the listed tags must name its current version. A bare number is accepted as a tag."""
+    header = header.strip()
+    if header == "*":
+        return current_version is not None
+    if current_version is None:
+        return False
+    for tag in header.split(","):
+        match = _ENTITY_TAG.fullmatch(tag.strip())  # weak tags (W/"1") never match strongly
+        if match and int(match.group(1) or match.group(2)) == current_version:
+            return True
+    return False
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+async def _live(runtime: ExecutionRuntime | None, session_id: UUID) -> bool:
+    return (
+        runtime is not None
+        and runtime.backend is not None
+        and (await runtime.endpoint(session_id) is not None)
+    )
+
+
+async def before_read(
+    runtime: ExecutionRuntime | None, session_id: UUID, paths: Sequence[str] = ()
+) -> None:
+    """Bring a live environment's changes in before the API reads (the caller checked
+    access). A stopped workspace costs nothing here."""
+    if await _live(runtime, session_id):
+        assert runtime is not None
+        await live_files.catch_up(runtime, session_id, paths)
+
+
+async def _through(
+    runtime: ExecutionRuntime | None,
+    session_id: UUID,
+    paths: Sequence[str],
+    db_write: Callable[[], Awaitable[FileMeta]],
+    push: live_files.Push,
+) -> FileMeta:
+    if runtime is None or runtime.backend is None:
+        async with db.transaction():
+            return await db_write()
+    result, _ = await live_files.write_through(runtime, session_id, paths, db_write, push)
+    if not _:
+        runtime.schedule_sync(session_id, 0.5)  # it started meanwhile, or refused the push
+    return result
+
+
+async def write_file(
+    runtime: ExecutionRuntime | None,
+    settings: Settings,
+    session_id: UUID,
+    path: str,
+    content: bytes,
+    *,
+    user: AuthUser | None = None,
+    token: str | None = None,
+    if_match: str | None = None,
+    create_only: bool = False,
+) -> tuple[FileMeta, bool]:
+    """Create or replace a file (parents implicitly); with If-Match only while its version
+    still matches (412). The caller is ``user``, or the holder of ``token`` (the editor's
+    save authenticates, checks access and locks in one round trip)."""
+    if await _live(runtime, session_id):
+        # Nobody but the owner may make a live environment do anything.
+        caller = user or await user_for_token(token)
+        if caller is None:
+            raise Unauthorized(UNAUTHORIZED_MESSAGE)
+        await owned_session(session_id, caller)
+    created = False
+
+    async def db_write() -> FileMeta:
+        nonlocal created
+        if user is not None:
+            await owned_session(session_id, user, lock=True)
+        else:
+            await lock_owned_session(session_id, token)
+        if if_match is not None:
+            current = await workspace_store.version_of(session_id, path)
+            if not if_match_allows(if_match, current):
+                found = "no file" if current is None else f"version {current}"
+                raise PreconditionFailed(f"If-Match: {if_match[:64]!r} does not match ({found})")
+        meta, created = await workspace_store.write_file(
+            session_id, path, content, settings, create_only=create_only, locked=True
+        )
+        return meta
+
+    meta = await _through(
+        runtime, session_id, [path], db_write, live_files.push_file(path, content)
+    )
+    return meta, created
+
+
+async def make_directory(
+    runtime: ExecutionRuntime | None,
+    settings: Settings,
+    session_id: UUID,
+    user: AuthUser,
+    path: str,
+) -> FileMeta:
+    """A new directory (parents implicitly); 409 when anything is already at ``path``."""
+    await owned_session(session_id, user)
+
+    async def db_write() -> FileMeta:
+        await owned_session(session_id, user, lock=True)
+        meta, created = await workspace_store.make_directory(session_id, path, settings)
+        if not created:
+            raise Conflict(f"path: '{path}' already exists")
+        return meta
+
+    return await _through(runtime, session_id, [], db_write, live_files.push_directory(path))
+
+
+async def delete_path(
+    runtime: ExecutionRuntime | None, session_id: UUID, user: AuthUser, path: str
+) -> int:
+    """Delete a file, or a directory and everything under it; the number of entries."""
+    await owned_session(session_id, user)
+    deleted = 0
+
+    async def db_write() -> FileMeta:
+        nonlocal deleted
+        await owned_session(session_id, user, lock=True)
+        deleted = await workspace_store.delete_path(session_id, path)
+        return None  # type: ignore[return-value]
+
+    await _through(runtime, session_id, [], db_write, live_files.push_delete(path))
+    return deleted
