@@ -25,12 +25,14 @@ import pytest
 
 from shared.execution.local_pty import SYSTEM_DIRS
 from shared.execution.sandbox_limits import (
+    CgroupError,
     CgroupHost,
     CgroupSet,
     SandboxContainment,
     SandboxLimits,
     SlotLimits,
     UidPool,
+    VolumeError,
     WorkspaceVolume,
     bwrap_tmpfs_args,
 )
@@ -158,10 +160,22 @@ class Slots:
         return slot
 
     def cleanup(self) -> list[str]:
+        """Destroy every slot made; report what was left, then sweep that away too."""
         for slot in reversed(self.made):
             slot.destroy()
             shutil.rmtree(slot.volume.mountpoint.parent, ignore_errors=True)
-        return leftovers(self.containment.cgroups, self.base, self.limits.uid_lease_dir)
+        cgroups = self.containment.cgroups
+        left = leftovers(cgroups, self.base, self.limits.uid_lease_dir)
+        if left:  # a failed test must not leave the host dirty either
+            names = {p.name for parent in cgroups.parents.values() for p in parent.iterdir()
+                     if p.is_dir()}  # fmt: skip
+            for name in names:
+                paths = {key: parent / name for key, parent in cgroups.parents.items()}
+                CgroupSet(cgroups.mode or "v1", paths).destroy()
+            for line in Path("/proc/self/mountinfo").read_text().splitlines():
+                if str(self.base) in line.split()[4]:
+                    subprocess.run(["umount", "-l", line.split()[4]], check=False)
+        return left
 
 
 def _limits(tmp: Path, **overrides: object) -> SandboxLimits:
@@ -300,12 +314,37 @@ def test_workspace_files_survive_the_sandbox_and_a_remount(slots: Slots) -> None
     slot.volume.mount()
     assert (slot.volume.mountpoint / "notes.txt").read_text() == "kept\n"
     assert sorted(os.listdir(slot.volume.mountpoint)) == ["notes.txt"]  # no lost+found
+    with pytest.raises(VolumeError, match="already holds"):
+        WorkspaceVolume.create(slot.volume.mountpoint.parent, 16, None)
+    assert (slot.volume.mountpoint / "notes.txt").read_text() == "kept\n"
+
+
+def test_a_recorded_slot_is_resumed_after_a_reboot(slots: Slots) -> None:
+    _needs_quota()
+    slot = slots.new()
+    assert slot.cgroup is not None and slot.uid is not None
+    (slot.volume.mountpoint / "main.py").write_text("print(1)\n")
+    os.chown(slot.volume.mountpoint / "main.py", slot.uid.uid, slot.uid.uid)
+    recorded = json.loads(json.dumps(slot.to_dict()))
+    # What a reboot takes away: mounts, cgroups, and /run with the uid leases.
+    slot.volume.unmount()
+    slot.cgroup.destroy()
+    (slots.limits.uid_lease_dir / str(slot.uid.uid)).unlink()
+    resumed = slots.containment.resume(recorded)
+    slots.made.append(resumed)
+    assert resumed.host_uid == slot.host_uid
+    assert slots.containment.uids.leases()[slot.uid.uid] == str(slot.uid.holder)
+    assert resumed.cgroup is not None and resumed.cgroup.limits()["pids.max"] == "64"
+    assert (resumed.volume.mountpoint / "main.py").read_text() == "print(1)\n"
+    assert run_in(resumed, "cat main.py; echo more >> main.py && echo appended") == (
+        "print(1)\nappended\n"
+    )
 
 
 def test_a_volume_is_refused_when_the_disk_would_run_short(base: Path) -> None:
     _skip_unless(IS_ROOT, "loop mounts need root")
     _needs_quota()
-    with pytest.raises(Exception, match="not enough disk"):
+    with pytest.raises(VolumeError, match="not enough disk"):
         WorkspaceVolume.create(base / "slot", 16, None, min_free_mb=2**40)
     assert not (base / "slot" / "workspace.img").exists()
     assert not mounted(base / "slot" / "workspace")
@@ -547,7 +586,7 @@ def test_the_cgroup_join_prefix_refuses_to_run_outside_its_cgroup(slots: Slots) 
 def test_recorded_cgroups_must_be_cgroups(base: Path) -> None:
     for bad in ({"mode": "v1", "paths": {"memory": "/etc", "pids": "/tmp", "cpu": "/"}},
                 {"mode": "v3", "paths": {}}):  # fmt: skip
-        with pytest.raises(Exception, match="cgroup"):
+        with pytest.raises(CgroupError, match="cgroup"):
             CgroupSet.from_dict(bad)
 
 

@@ -186,6 +186,28 @@ class SandboxContainment:
             return self.limits.total_processes
         return int(Path("/proc/sys/kernel/pid_max").read_text()) // 2
 
+    def resume(self, data: Mapping[str, Any]) -> SlotLimits:
+        """The slot recorded by ``SlotLimits.to_dict``, ready again after a server restart or
+        a reboot: uid lease re-taken, cgroup re-created if it is gone, volume mounted. Save
+        the result's ``to_dict``: the cgroup may have a new path."""
+        slot = SlotLimits.from_dict(data)
+        uid = self.uids.adopt(slot.uid.uid, slot.uid.holder) if slot.uid else None
+        cgroup = slot.cgroup
+        if cgroup is not None and not all(p.is_dir() for p in cgroup.paths.values()):
+            cgroup.destroy()  # whatever part of it is left
+            cgroup = self._cgroup(next(iter(cgroup.paths.values())).name)
+        slot.volume.mount()
+        return SlotLimits(slot.volume, cgroup, uid)
+
+    def _cgroup(self, name: str) -> CgroupSet | None:
+        if self.cgroups.mode is None:
+            return None
+        limits = self.limits
+        return CgroupSet.create(
+            self.cgroups, name, limits.memory_mb * MIB, limits.max_processes,
+            limits.cpu_weight, limits.cpu_limit,
+        )  # fmt: skip
+
     def create_slot(self, slot_dir: Path) -> SlotLimits:
         """uid lease, cgroup and mounted workspace volume for the slot in ``slot_dir`` (which
         must exist; its name names the cgroup). Undoes what it made if a step fails."""
@@ -193,11 +215,7 @@ class SandboxContainment:
         uid = self.uids.allocate(slot_dir)
         cgroup = volume = None
         try:
-            if self.cgroups.mode is not None:
-                cgroup = CgroupSet.create(
-                    self.cgroups, slot_dir.name, limits.memory_mb * MIB,
-                    limits.max_processes, limits.cpu_weight, limits.cpu_limit,
-                )  # fmt: skip
+            cgroup = self._cgroup(slot_dir.name)
             host_uid = uid.uid if uid else None
             volume = WorkspaceVolume.create(
                 slot_dir, limits.workspace_mb, host_uid, limits.disk_min_free_mb

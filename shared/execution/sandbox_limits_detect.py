@@ -41,7 +41,8 @@ class CgroupMount:
     controllers: frozenset[str]  # v1 only: the hierarchy's controllers
 
 
-def _unescape(field: str) -> str:
+def unescape_mountinfo(field: str) -> str:
+    """A path field of /proc/self/mountinfo (spaces and such are octal escapes there)."""
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
@@ -54,9 +55,8 @@ def cgroup_mounts(mountinfo: Path = Path("/proc/self/mountinfo")) -> list[Cgroup
             continue
         version = 2 if tail[0] == "cgroup2" else 1
         options = frozenset(tail[2].split(",")) if version == 1 else frozenset()
-        mounts.append(
-            CgroupMount(Path(_unescape(fields[4])), _unescape(fields[3]), version, options)
-        )
+        point, root = unescape_mountinfo(fields[4]), unescape_mountinfo(fields[3])
+        mounts.append(CgroupMount(Path(point), root, version, options))
     return mounts
 
 
