@@ -12,6 +12,8 @@ from pathlib import Path
 
 import attrs
 
+from shared.execution.sandbox_limits import SandboxLimits
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_CORS_ORIGINS = (
@@ -84,13 +86,12 @@ class SandboxSettings:
     root: Path = PROJECT_ROOT / ".data" / "sandboxes"  # EXECUTION_ROOT, default DATA_DIR/...
     python: str = "/usr/bin/python3"  # SANDBOX_PYTHON: runs the agent inside the sandbox
     warm_spares: int = 1  # SANDBOX_WARM_SPARES: sandboxes kept ready for a fast first prompt
-    max_processes: int = 256
     max_memory_mb: int = 1024  # address space per process (the rlimit)
     max_file_mb: int = 100
     max_open_files: int = 1024
     cpu_seconds: int = 3600  # per process
-    max_tmp_mb: int = 256  # the private /tmp is a tmpfs: RAM, so bounded
-    max_shm_mb: int = 64  # /dev/shm likewise
+    # The whole sandbox's cgroup, workspace volume, host uid and tmpfs sizes.
+    limits: SandboxLimits = attrs.field(factory=SandboxLimits)
     terminal_grace_seconds: float = 300.0  # TERMINAL_GRACE_SECONDS (the agent applies it)
     slow_viewer_seconds: float = 5.0  # TERMINAL_SLOW_CLIENT_SECONDS (likewise)
 
@@ -102,13 +103,11 @@ class SandboxSettings:
             root=Path(root) if root else data_dir / "sandboxes",
             python=env.str("SANDBOX_PYTHON", "/usr/bin/python3"),
             warm_spares=env.int("SANDBOX_WARM_SPARES", 1, minimum=0),
-            max_processes=env.int("SANDBOX_MAX_PROCESSES", 256),
             max_memory_mb=env.int("SANDBOX_MAX_MEMORY_MB", 1024),
             max_file_mb=env.int("SANDBOX_MAX_FILE_MB", 100),
             max_open_files=env.int("SANDBOX_MAX_OPEN_FILES", 1024),
             cpu_seconds=env.int("SANDBOX_CPU_SECONDS", 3600),
-            max_tmp_mb=env.int("SANDBOX_MAX_TMP_MB", 256),
-            max_shm_mb=env.int("SANDBOX_MAX_SHM_MB", 64),
+            limits=SandboxLimits.from_env(env.env),
             terminal_grace_seconds=env.float("TERMINAL_GRACE_SECONDS", 300.0),
             slow_viewer_seconds=env.float("TERMINAL_SLOW_CLIENT_SECONDS", 5.0),
         )

@@ -49,6 +49,7 @@ def start_platform(database_url: str, extra_env: dict[str, str] | None = None) -
     """Start the gateway as a subprocess and wait until it answers its liveness route."""
     port = _free_port()
     workdir = Path(tempfile.mkdtemp(prefix="cep-test-"))
+    os.chmod(workdir, 0o711)  # sandboxes run as unprivileged uids below it
     env = {
         **os.environ,
         "DATABASE_URL": database_url,

@@ -28,7 +28,9 @@ class Platform:
     workdir: Path
     log_file: IO[bytes]
 
-    def stop(self) -> None:
+    def stop(self, *, keep_environments: bool = False) -> None:
+        """Stop the gateway; its environments outlive it by design, so unless told to keep
+        them (a restart test), end them too: a test run leaves no sandbox behind."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -36,7 +38,10 @@ class Platform:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self.log_file.close()
+        if not self.log_file.closed:
+            self.log_file.close()
+        if not keep_environments:
+            destroy_sandboxes(self.workdir / "data")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -147,3 +152,15 @@ def fresh_database(prefix: str, embedded_dir: str) -> Iterator[str]:
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         del embedded
+
+
+def destroy_sandboxes(data_dir: Path) -> None:
+    """End every environment (and warm spare) kept under a platform's data directory."""
+    from shared.config import Settings
+    from shared.execution.local import LocalBackend
+
+    root = data_dir / "sandboxes"
+    if not root.exists():
+        return
+    settings = Settings.from_env({"DATA_DIR": str(data_dir)})
+    LocalBackend(settings.execution.sandbox).destroy_everything()

@@ -165,8 +165,13 @@ async def test_anonymous_foreign_and_unknown_are_refused(
     for user, target, query, code in cases:
         async with open_terminal(platform, user, target, **query) as ws:
             assert await Terminal(ws).closed() == code
+
+
+async def test_a_login_token_in_the_url_is_never_accepted(
+    platform: Platform, owner: User, workspace: str
+) -> None:
     async with open_terminal(platform, None, workspace, token=owner.token) as ws:
-        await Terminal(ws).ready()  # ?token= works for browsers that cannot set headers
+        assert await Terminal(ws).closed() == 4401
 
 
 async def test_a_reviewer_may_not_open_the_terminal(
@@ -180,3 +185,61 @@ async def test_a_reviewer_may_not_open_the_terminal(
     assert review.status_code == 201, review.text
     async with open_terminal(platform, reviewer, workspace) as ws:
         assert await Terminal(ws).closed() == 4403
+
+
+async def test_plain_mode_sends_only_terminal_output_and_takes_every_frame_as_input(
+    platform: Platform, owner: User, workspace: str
+) -> None:
+    async with open_terminal(platform, owner, workspace, plain=True, cols="91", rows="17") as ws:
+        term = Terminal(ws)
+        await term.until("$ ")
+        assert await term.run("stty size") == "17 91"
+        await ws.send(b"echo from-a-binary-frame\n")  # xterm.js sends mouse reports as binary
+        await term.until("from-a-binary-frame\r\n")
+        await ws.send(b"\x1b[<0;10;5M")  # a mouse report with no program listening: just input
+        assert await term.run("echo still-fine") == "still-fine"
+        assert term.stray == [] and "{" not in term.text.replace("${", "")  # no JSON, ever
+
+
+async def test_plain_mode_is_resized_and_observed_over_http(
+    platform: Platform, owner: User, workspace: str
+) -> None:
+    async with open_terminal(platform, owner, workspace, plain=True) as ws:
+        term = Terminal(ws)
+        await term.until("$ ")
+        resized = owner.client.post(f"/api/terminal/{workspace}/resize", json={"cols": 120, "rows": 40})
+        assert resized.status_code == 200, resized.text
+        assert await term.run("stty size") == "40 120"
+        state = owner.client.get(f"/api/terminal/{workspace}").json()["data"]
+        assert state["state"] == "running" and state["connections"] == 1
+        assert (state["cols"], state["rows"]) == (120, 40)
+    bad = owner.client.post(f"/api/terminal/{workspace}/resize", json={"cols": 0, "rows": 40})
+    assert bad.status_code == 400
+
+
+async def test_the_terminal_state_and_size_belong_to_the_owner(
+    platform: Platform, api: httpx.Client, owner: User, workspace: str
+) -> None:
+    stranger = new_user(api)
+    assert stranger.client.get(f"/api/terminal/{workspace}").status_code == 404
+    resize = stranger.client.post(f"/api/terminal/{workspace}/resize", json={"cols": 80, "rows": 24})
+    assert resize.status_code == 404
+    stopped = owner.client.get(f"/api/terminal/{workspace}").json()["data"]
+    assert stopped == {"state": "stopped", "since": None, "connections": 0, "cols": None,
+                       "rows": None}
+    no_shell = owner.client.post(f"/api/terminal/{workspace}/resize", json={"cols": 80, "rows": 24})
+    assert no_shell.status_code == 409
+
+
+async def test_a_malformed_control_message_is_answered_and_the_connection_kept(
+    platform: Platform, owner: User, workspace: str
+) -> None:
+    async with open_terminal(platform, owner, workspace) as ws:
+        term = Terminal(ws)
+        await term.ready()
+        for bad in (b"\x01not json", b"\x01[1,2]", b"\x01{}", b"\x07?", b""):
+            await ws.send(bad)
+        await ws.send("text frames are not channel frames")
+        assert await term.run("echo alive") == "alive"
+        errors = [c for c in term.controls if c["type"] == "error"]
+        assert len(errors) == 6, term.controls

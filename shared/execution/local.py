@@ -32,14 +32,11 @@ from shared.execution.base import (
     ExecutionState,
     RunningEnvironment,
 )
-from shared.execution.local_slots import Containment, PlainContainment, Slot
+from shared.execution.local_slots import Containment, Slot
 from shared.execution.locks import KeyedLock
 
 log = logging.getLogger(__name__)
-
-
-def default_containment(config: SandboxSettings) -> Containment:
-    return PlainContainment(uid_base=100000 if config.isolation == "bwrap" else None)
+REFILL_DELAY_SECONDS = 0.5
 
 
 class LocalBackend:
@@ -62,7 +59,7 @@ class LocalBackend:
                 "EXECUTION_SANDBOX=none: terminals run UNSANDBOXED as the server's user, "
                 "with the host's files and network"
             )
-        self.containment = containment or default_containment(self.config)
+        self.containment = containment or Containment(self.config.limits)
         self.root = self.config.root.resolve()
         for sub in ("slots", "sessions"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -100,6 +97,14 @@ class LocalBackend:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(30):
                     await self._spares_changed.wait()
+            # A spare was just taken: let its first prompt have the CPU before making another.
+            await asyncio.sleep(REFILL_DELAY_SECONDS)
+
+    def _revive(self, slot: Slot) -> None:
+        """A new sandbox and agent on a dead slot's workspace (the files are still there)."""
+        local_slots.kill(slot, self.containment)  # whatever is left of the old one
+        slot.meta["containment"] = self.containment.resume(slot.meta.get("containment") or {})
+        local_slots.spawn(slot, self.config, self.containment)
 
     def _create_slot(self) -> Slot:
         return local_slots.create(self.root, self.config, self.containment)
@@ -161,9 +166,7 @@ class LocalBackend:
                     return None
                 if not slot.alive():
                     log.warning("environment %s had died; starting its agent again", session_id)
-                    await anyio.to_thread.run_sync(
-                        local_slots.spawn, slot, self.config, self.containment
-                    )
+                    await anyio.to_thread.run_sync(self._revive, slot)
         return slot.endpoint
 
     async def ensure_started(self, session_id: UUID, owner_id: int) -> tuple[AgentEndpoint, bool]:
@@ -192,14 +195,15 @@ class LocalBackend:
                 self._starting.pop(session_id, None)
             self._failures.pop(session_id, None)
             self._spares_changed.set()
-        if started:
-            await self._wait_ready(slot)  # at once for a ready spare (a pooled connection)
+        if started and not slot.meta.pop("ready", False):
+            await self._wait_ready(slot)
         return slot.endpoint, started
 
     def _claim_slot(self, session_id: UUID, owner_id: int) -> tuple[Slot, bool]:
         while self._ready:
             spare = self._ready.pop()
             if spare.alive() and spare.claim(str(session_id), owner_id):
+                spare.meta["ready"] = True  # its agent answered the keeper already
                 return self._link(spare, session_id)
         for spare in self._slots():
             if (
@@ -300,5 +304,6 @@ def _check_searchable(root: Path) -> None:
         if not os.stat(parent).st_mode & 0o001:
             raise ExecutionError(
                 f"EXECUTION_ROOT {root}: {parent} is not searchable by other users "
-                "(the sandboxes run as unprivileged uids); chmod o+x it or choose another root"
+                "(bubblewrap runs as the sandbox's unprivileged uid and binds the workspace "
+                "by path); chmod o+x it or choose another DATA_DIR / EXECUTION_ROOT"
             )

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from shared.config import SandboxSettings
+from shared.execution.sandbox_limits import bwrap_tmpfs_args
 
 SANDBOX_UID = 1000
 SANDBOX_GID = 1000
@@ -68,7 +69,6 @@ def sandbox_argv(
     config: SandboxSettings, workspace_fd: int, passwd_fd: int, group_fd: int, info_fd: int
 ) -> list[str]:
     """bwrap's arguments up to (and including) ``--``; the agent's command follows."""
-    mib = 1024 * 1024
     argv = ["bwrap"]
     for path in SYSTEM_DIRS:
         if os.path.islink(path):
@@ -84,10 +84,6 @@ def sandbox_argv(
         "--bind-fd", str(workspace_fd), "/workspace",
         "--proc", "/proc",
         "--dev", "/dev",
-        # Every tmpfs has a size: RAM a sandbox could otherwise fill for the whole host.
-        "--size", str(config.max_shm_mb * mib), "--tmpfs", "/dev/shm",
-        "--size", str(config.max_tmp_mb * mib), "--tmpfs", "/tmp",
-        "--remount-ro", "/",  # bwrap's own root tmpfs: nothing may be written there
         "--unshare-all",  # ipc, pid, net, uts, cgroup: no network at all
         "--unshare-user",  # explicit: --unshare-all only tries it
         "--disable-userns",
@@ -101,7 +97,9 @@ def sandbox_argv(
     ]  # fmt: skip
     for key, value in {**SHELL_ENV, "PYTHONPATH": AGENT_MOUNT}.items():
         argv += ["--setenv", key, value]
-    return argv + ["--"]
+    # Every tmpfs has a size (RAM a sandbox could otherwise fill for the whole host), and
+    # bwrap's own root and /dev are read-only: last, after every other mount.
+    return argv + bwrap_tmpfs_args(config.limits) + ["--"]
 
 
 def limits_argv(config: SandboxSettings) -> list[str]:
@@ -109,7 +107,7 @@ def limits_argv(config: SandboxSettings) -> list[str]:
     cgroups (cheaper than a Python preexec_fn, which forces fork() instead of vfork())."""
     mib = 1024 * 1024
     limits = {
-        "nproc": config.max_processes,
+        "nproc": config.limits.max_processes,
         "as": config.max_memory_mb * mib,
         "fsize": config.max_file_mb * mib,
         "nofile": config.max_open_files,
@@ -128,12 +126,6 @@ def drop_privileges_argv(host_uid: int | None) -> list[str]:
     return ["setpriv", f"--reuid={host_uid}", f"--regid={host_uid}", "--clear-groups", "--"]
 
 
-def detach_argv(cgroup_procs: list[str]) -> list[str]:
-    """A shell that joins the sandbox's cgroups, starts the rest in the background and
-    prints its pid: the sandbox is never the server's child, so it outlives the server and
-    is reaped by init."""
-    script = (
-        'while [ "$1" != -- ]; do echo $$ > "$1" || exit 1; shift; done; shift; '
-        '"$@" </dev/null >/dev/null 2>&1 & echo $!'
-    )
-    return ["/bin/sh", "-c", script, "sh", *cgroup_procs, "--"]
+# A shell that starts the rest in the background and prints its pid: the sandbox is never
+# the server's child, so it outlives the server and is reaped by init.
+DETACH = ["/bin/sh", "-c", '"$@" </dev/null >/dev/null 2>&1 & echo $!', "sh"]

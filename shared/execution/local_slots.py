@@ -23,7 +23,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 
@@ -31,6 +31,7 @@ from shared.config import SandboxSettings
 from shared.execution import local_sandbox
 from shared.execution.agent_client import AgentEndpoint
 from shared.execution.base import ExecutionError
+from shared.execution.sandbox_limits import SandboxContainment, SandboxLimits, SlotLimits
 
 log = logging.getLogger(__name__)
 
@@ -39,23 +40,47 @@ CLAIM = "claim"
 SOCKET = "agent.sock"
 
 
-class Containment(Protocol):
-    """What keeps one sandbox from hurting the host or its neighbours (cgroups, a disk
-    quota for the workspace, a unique host uid). Records are JSON, kept in meta.json."""
+class Containment:
+    """What keeps one sandbox from hurting the host or its neighbours (a cgroup, a disk
+    quota for the workspace, a unique host uid: ``sandbox_limits``), as JSON records kept
+    in each slot's meta.json so any process can end what another one started."""
 
-    def prepare(self, slot_dir: Path, slot_id: str) -> dict[str, Any]:
-        """Create the slot's containment and its workspace at ``slot_dir/workspace``."""
+    def __init__(self, limits: SandboxLimits) -> None:
+        self.host = SandboxContainment(limits)
 
-    def host_uid(self, record: dict[str, Any]) -> int | None: ...
+    def prepare(self, slot_dir: Path) -> dict[str, Any]:
+        """The slot's containment, with its workspace mounted at ``slot_dir/workspace``."""
+        return self.host.create_slot(slot_dir).to_dict()
 
-    def cgroup_procs(self, record: dict[str, Any]) -> list[str]:
-        """Files a process writes its pid to in order to join the slot's cgroups."""
+    def resume(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Ready again after a restart or a reboot (uid re-leased, volume mounted)."""
+        return self.host.resume(record).to_dict()
 
-    def kill_all(self, record: dict[str, Any]) -> bool:
-        """Kill every process of the slot; False when that cannot be done (no cgroup)."""
+    @staticmethod
+    def host_uid(record: dict[str, Any]) -> int | None:
+        return SlotLimits.from_dict(record).host_uid if record else None
 
-    def release(self, record: dict[str, Any]) -> None:
-        """Remove the cgroups, unmount the workspace volume, free the uid (idempotent)."""
+    @staticmethod
+    def join_argv(record: dict[str, Any]) -> list[str]:
+        return SlotLimits.from_dict(record).join_argv() if record else []
+
+    @staticmethod
+    def kill_all(record: dict[str, Any]) -> bool:
+        """Kill every process of the slot; False when that cannot be done (no cgroup and
+        no host uid of its own: the caller kills by pid)."""
+        if not record:
+            return False
+        limits = SlotLimits.from_dict(record)
+        if limits.cgroup is None and limits.uid is None:
+            return False
+        limits.kill_all()
+        return True
+
+    @staticmethod
+    def release(record: dict[str, Any]) -> None:
+        """Remove the cgroup, unmount the workspace volume, free the uid (idempotent)."""
+        if record:
+            SlotLimits.from_dict(record).destroy()
 
 
 def _start_time(pid: int) -> int | None:
@@ -142,7 +167,7 @@ def create(root: Path, config: SandboxSettings, containment: Containment) -> Slo
     os.chmod(slot_dir, 0o711)  # the sandbox's uid resolves the workspace below it
     slot = Slot(slot_dir, {"secret": secrets.token_hex(32), "created_at": time.time()})
     try:
-        slot.meta["containment"] = containment.prepare(slot_dir, slot_id)
+        slot.meta["containment"] = containment.prepare(slot_dir)
         spawn(slot, config, containment)
     except BaseException:
         destroy(slot, containment)
@@ -180,7 +205,7 @@ def spawn(slot: Slot, config: SandboxSettings, containment: Containment) -> None
             bwrap = local_sandbox.sandbox_argv(config, workspace, passwd, group, info_write)
             argv = [*prefix, *bwrap, *agent]
         launcher = subprocess.run(
-            local_sandbox.detach_argv(containment.cgroup_procs(record)) + argv,
+            local_sandbox.DETACH + containment.join_argv(record) + argv,
             stdin=subprocess.DEVNULL, capture_output=True, pass_fds=[listener.fileno(), *fds],
             start_new_session=True, timeout=30, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
         )  # fmt: skip
@@ -268,32 +293,3 @@ def destroy(slot: Slot, containment: Containment) -> None:
     kill(slot, containment)
     containment.release(slot.meta.get("containment") or {})
     shutil.rmtree(slot.dir, ignore_errors=True)
-
-
-class PlainContainment:
-    """No cgroups, no disk quota: the workspace is a plain directory. Used where the host
-    offers neither (not root), with the per-process rlimits as the only containment."""
-
-    def __init__(self, uid_base: int | None) -> None:
-        self.uid_base = uid_base
-
-    def prepare(self, slot_dir: Path, slot_id: str) -> dict[str, Any]:
-        workspace = slot_dir / "workspace"
-        workspace.mkdir(mode=0o755)
-        uid = None
-        if self.uid_base is not None and os.geteuid() == 0:
-            uid = self.uid_base + int(slot_id.split("-")[1], 16) % 60000
-            os.chown(workspace, uid, uid)
-        return {"uid": uid}
-
-    def host_uid(self, record: dict[str, Any]) -> int | None:
-        return record.get("uid")
-
-    def cgroup_procs(self, record: dict[str, Any]) -> list[str]:
-        return []
-
-    def kill_all(self, record: dict[str, Any]) -> bool:
-        return False
-
-    def release(self, record: dict[str, Any]) -> None:
-        pass

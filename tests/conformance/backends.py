@@ -14,8 +14,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
+from shared.config import SandboxSettings
 from shared.execution.base import ExecutionBackend
-from shared.execution.local import LocalBackend, LocalSandboxConfig
+from shared.execution.local import LocalBackend
 
 BackendFactory = Callable[[Path], AbstractAsyncContextManager[ExecutionBackend]]
 
@@ -26,13 +27,13 @@ async def local_bwrap(tmp_path: Path) -> AsyncIterator[ExecutionBackend]:
     # their directory, and pytest's temp root is private to root.
     root = Path(tempfile.mkdtemp(prefix="cep-sandboxes-"))
     os.chmod(root, 0o711)
-    backend = LocalBackend(LocalSandboxConfig(root=root / "sandboxes"))
+    backend = LocalBackend(SandboxSettings(root=root / "sandboxes"))
+    await backend.start()
     try:
         yield backend
     finally:
-        for session_id in await backend.running_sessions():
-            await backend.stop(session_id)
         await backend.aclose()
+        backend.destroy_everything()
         shutil.rmtree(root, ignore_errors=True)
 
 
