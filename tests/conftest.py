@@ -103,3 +103,30 @@ def api(platform: Platform) -> Iterator[httpx.Client]:
     """An anonymous HTTP client of the platform."""
     with httpx.Client(base_url=platform.base_url, timeout=30) as client:
         yield client
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+@pytest.fixture(autouse=True)
+def platform_log_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
+    """When a test fails, print what the platform logged meanwhile (it runs in a subprocess,
+    so pytest would not show it)."""
+    platforms = [
+        request.getfixturevalue(name)
+        for name in request.fixturenames
+        if name in ("platform", "quick_reaper")
+    ]
+    starts = [p.log_path.stat().st_size if p.log_path.exists() else 0 for p in platforms]
+    yield
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        for running, start in zip(platforms, starts, strict=True):
+            with open(running.log_path, "rb") as log:
+                log.seek(start)
+                print(f"--- platform log ({running.base_url}) ---")
+                print(log.read()[-8000:].decode(errors="replace"))

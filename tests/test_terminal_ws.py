@@ -196,7 +196,12 @@ async def test_plain_mode_sends_only_terminal_output_and_takes_every_frame_as_in
         assert await term.run("stty size") == "17 91"
         await ws.send(b"echo from-a-binary-frame\n")  # xterm.js sends mouse reports as binary
         await term.until("from-a-binary-frame\r\n")
-        await ws.send(b"\x1b[<0;10;5M")  # a mouse report with no program listening: just input
+        # A mouse report reaches the program reading the terminal, byte for byte.
+        await term.send("head -c 10 | od -An -tx1; echo OD''-DONE\n")
+        await term.until("\n")
+        await ws.send(b"\x1b[<0;10;5M\n")
+        out = await term.until("OD-DONE\r\n")
+        assert "1b 5b 3c 30 3b 31 30 3b 35 4d" in out
         assert await term.run("echo still-fine") == "still-fine"
         assert term.stray == [] and "{" not in term.text.replace("${", "")  # no JSON, ever
 

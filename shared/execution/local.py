@@ -65,8 +65,6 @@ class LocalBackend:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o711)
         os.chmod(self.root / "slots", 0o711)
-        if os.geteuid() == 0 and self.config.isolation == "bwrap":
-            _check_searchable(self.root)
         self._locks = KeyedLock()
         self._starting: dict[UUID, datetime] = {}
         self._failures: dict[UUID, str] = {}
@@ -78,6 +76,8 @@ class LocalBackend:
 
     async def start(self) -> None:
         """Clean up after crashed processes and keep the warm spares topped up."""
+        if os.geteuid() == 0 and self.config.isolation == "bwrap":
+            _check_searchable(self.root)
         await anyio.to_thread.run_sync(self._tidy)
         if self.config.warm_spares > 0 and self._keeper is None:
             self._keeper = asyncio.get_running_loop().create_task(self._keep_spares())

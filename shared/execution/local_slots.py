@@ -57,30 +57,35 @@ class Containment:
         return self.host.resume(record).to_dict()
 
     @staticmethod
-    def host_uid(record: dict[str, Any]) -> int | None:
-        return SlotLimits.from_dict(record).host_uid if record else None
+    def _limits(record: dict[str, Any]) -> SlotLimits | None:
+        try:
+            return SlotLimits.from_dict(record) if record else None
+        except (KeyError, TypeError, ValueError):
+            log.warning("a slot's containment record is unreadable: %r", record)
+            return None
 
-    @staticmethod
-    def join_argv(record: dict[str, Any]) -> list[str]:
-        return SlotLimits.from_dict(record).join_argv() if record else []
+    def host_uid(self, record: dict[str, Any]) -> int | None:
+        limits = self._limits(record)
+        return limits.host_uid if limits else None
 
-    @staticmethod
-    def kill_all(record: dict[str, Any]) -> bool:
+    def join_argv(self, record: dict[str, Any]) -> list[str]:
+        limits = self._limits(record)
+        return limits.join_argv() if limits else []
+
+    def kill_all(self, record: dict[str, Any]) -> bool:
         """Kill every process of the slot; False when that cannot be done (no cgroup and
         no host uid of its own: the caller kills by pid)."""
-        if not record:
-            return False
-        limits = SlotLimits.from_dict(record)
-        if limits.cgroup is None and limits.uid is None:
+        limits = self._limits(record)
+        if limits is None or (limits.cgroup is None and limits.uid is None):
             return False
         limits.kill_all()
         return True
 
-    @staticmethod
-    def release(record: dict[str, Any]) -> None:
+    def release(self, record: dict[str, Any]) -> None:
         """Remove the cgroup, unmount the workspace volume, free the uid (idempotent)."""
-        if record:
-            SlotLimits.from_dict(record).destroy()
+        limits = self._limits(record)
+        if limits is not None:
+            limits.destroy()
 
 
 def _start_time(pid: int) -> int | None:
@@ -131,7 +136,7 @@ class Slot:
         """Take this spare for a session; False when another process took it first."""
         try:
             fd = os.open(self.dir / CLAIM, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
+        except (FileExistsError, FileNotFoundError):  # taken, or already gone
             return False
         os.write(fd, session_id.encode())
         os.close(fd)
