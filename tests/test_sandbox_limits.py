@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.execution.local_pty import SYSTEM_DIRS
+from shared.execution.local_sandbox import SYSTEM_DIRS
 from shared.execution.sandbox_limits import (
     CgroupError,
     CgroupHost,

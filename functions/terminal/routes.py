@@ -104,13 +104,36 @@ async def _serve(socket: WebSocket, session_id: UUID, runtime: ExecutionRuntime 
     rows = clamp_size(socket.query_params.get("rows"), 24)
     if channel:
         await Relay.send_control(socket, {"type": "status", "state": "starting"})
+    async def close(code: int, reason: str) -> None:
+        pass  # still starting: the relay takes over this callback once it runs
+
+    # Registered before the environment starts, so no reaper takes it while it does.
+    record = RelayRecord(session_id, token_hash, close)
+    runtime.register(record)
     try:
-        terminal = await runtime.open_terminal(session_id, user.id, cols, rows)
+        await _relay(socket, runtime, session_id, user.id, cols, rows, channel, record)
+    finally:
+        runtime.unregister(record)
+
+
+async def _relay(
+    socket: WebSocket,
+    runtime: ExecutionRuntime,
+    session_id: UUID,
+    owner_id: int,
+    cols: int,
+    rows: int,
+    channel: bool,
+    record: RelayRecord,
+) -> None:
+    try:
+        terminal = await runtime.open_terminal(session_id, owner_id, cols, rows)
     except QuotaReached as exc:
         await Relay.send_control(socket, {"type": "error", "message": str(exc)}, channel)
         await socket.close(CLOSE_OVER_QUOTA, str(exc)[:120])
         return
     except ExecutionError as exc:
+        log.warning("terminal for %s: %s", session_id, exc)
         await Relay.send_control(socket, {"type": "error", "message": str(exc)}, channel)
         await socket.close(CLOSE_INTERNAL, "execution environment unavailable")
         return
@@ -127,12 +150,10 @@ async def _serve(socket: WebSocket, session_id: UUID, runtime: ExecutionRuntime 
     async def close(code: int, reason: str) -> None:
         relay.stop(code, reason)
 
-    record = RelayRecord(session_id, token_hash, close)
-    runtime.register(record)
+    record.close = close
     try:
         await relay.run()
     finally:
-        runtime.unregister(record)
         runtime.output_seen(session_id)  # what the shell wrote before the client left
     try:
         await socket.close(relay.close_code or 1000, relay.close_reason[:120])

@@ -80,6 +80,7 @@ class ExecutionBackend(Protocol):
     does (shells, files) goes through its agent (``agent_client.AgentClient``)."""
 
     name: str  # "local" | "kubernetes"
+    scope: str  # which environments it sees (one leader runs the background work per scope)
 
     async def start(self) -> None:
         """Start the backend's own background work (warm spares, the pod watch)."""

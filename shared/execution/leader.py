@@ -16,22 +16,22 @@ from shared import db
 
 log = logging.getLogger(__name__)
 
-LEADER_KEY = 0x0C0DE_0002
-
-
 async def run_as_leader(
+    scope: str,
     work: Callable[[], Awaitable[None]],
     *,
     retry_seconds: float = 5.0,
     connect_timeout: float = 5.0,
 ) -> None:
-    """Forever: try to become the leader; while leading, run ``work`` (which loops) and
-    watch the lock's connection; go back to trying when either ends."""
+    """Forever: try to become the leader of ``scope`` (the environments a process can see:
+    a cluster namespace, or one host's sandbox directory); while leading, run ``work``
+    (which loops) and watch the lock's connection; go back to trying when either ends."""
+    key = db.advisory_key("background-work", scope)
     while True:
         conn = None
         try:
             conn = await asyncpg.connect(db.DB.config["dsn"], timeout=connect_timeout)
-            if await conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_KEY):
+            if await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
                 log.info("this process now runs the background work (periodic sync, reaper)")
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(_watch, conn, tg.cancel_scope)

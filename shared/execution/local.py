@@ -61,6 +61,7 @@ class LocalBackend:
             )
         self.containment = containment or Containment(self.config.limits)
         self.root = self.config.root.resolve()
+        self.scope = f"local:{os.uname().nodename}:{self.root}"
         for sub in ("slots", "sessions"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o711)

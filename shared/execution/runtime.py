@@ -120,7 +120,7 @@ class ExecutionRuntime:
             tg.start_soon(self._scheduled_syncs)
             tg.start_soon(self._token_checks)
             tg.start_soon(self._heartbeats)
-            tg.start_soon(run_as_leader, self._leader_work)
+            tg.start_soon(run_as_leader, self._backend().scope, self._leader_work)
             ready.set()
             await self._stopping.wait()
             tg.cancel_scope.cancel()
@@ -321,11 +321,12 @@ class ExecutionRuntime:
     async def open_terminal(
         self, session_id: UUID, owner_id: int, cols: int, rows: int
     ) -> AgentTerminal:
-        """Start (or find) the environment and attach a viewer to its shell."""
+        """Start (or find) the environment and attach a viewer to its shell (the caller has
+        registered its relay already, so it counts itself)."""
         endpoint = await self.ensure_environment(session_id, owner_id)
         client = self.client(endpoint)
         limit = self.config.max_terminals_per_session
-        local = len(self.relays.get(session_id, ()))
+        local = len(self.relays.get(session_id, ())) - 1
         viewers = local
         if local < limit:
             with contextlib.suppress(ExecutionError):
