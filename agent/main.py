@@ -141,6 +141,8 @@ class Agent:
                     viewer.cols = _size(payload.get("cols"), viewer.cols)
                     viewer.rows = _size(payload.get("rows"), viewer.rows)
                     terminal.apply_size()
+                elif payload.get("op") in ("pause", "resume"):
+                    terminal.flow(viewer, payload["op"] == "pause")
         finally:
             terminal.detach(viewer, 1000, "detached")
 

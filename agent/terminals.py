@@ -66,11 +66,34 @@ class Viewer:
         self.rows = rows
         self.full_since: float | None = None
         self.closed = False
+        self._resumed = asyncio.Event()
+        self._resumed.set()
         writer.transport.set_write_buffer_limits(high=VIEWER_HIGH_WATER)
 
     @property
     def full(self) -> bool:
-        return self.writer.transport.get_write_buffer_size() >= VIEWER_HIGH_WATER
+        """No room for output: its buffer is full, or its client asked for a pause (flow
+        control), which the slow-viewer rule treats alike."""
+        return (
+            not self._resumed.is_set()
+            or self.writer.transport.get_write_buffer_size() >= VIEWER_HIGH_WATER
+        )
+
+    def pause(self) -> None:
+        self._resumed.clear()
+        if self.full_since is None:
+            self.full_since = time.monotonic()
+
+    def resume(self) -> None:
+        self._resumed.set()
+
+    async def room(self) -> None:
+        """Until this viewer can take output again."""
+        while not self.closed:
+            await self._resumed.wait()
+            if self.writer.transport.get_write_buffer_size() < VIEWER_HIGH_WATER:
+                return
+            await self.writer.drain()
 
     def send(self, frame: bytes) -> None:
         if self.closed or self.writer.is_closing():
@@ -227,9 +250,9 @@ class Terminal:
                     full = [v for v in self.viewers if v.full]
                     if not full:
                         break
-                drains = [asyncio.ensure_future(v.writer.drain()) for v in full]
+                waits = [asyncio.ensure_future(v.room()) for v in full]
                 done, pending = await asyncio.wait(
-                    drains, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                    waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                 )
                 for task in pending:
                     task.cancel()
@@ -292,6 +315,16 @@ class Terminal:
             self._grace.cancel()
             self._grace = None
         self.apply_size()
+
+    def flow(self, viewer: Viewer, paused: bool) -> None:
+        """A viewer's client paused or resumed its output (xterm.js flow control)."""
+        if paused:
+            viewer.pause()
+            if self._room_task is None and not self.ended:
+                self._pause_reading()
+                self._room_task = asyncio.ensure_future(self._wait_for_room())
+        else:
+            viewer.resume()
 
     def detach(self, viewer: Viewer, code: int, reason: str) -> None:
         viewer.close(code, reason)

@@ -61,7 +61,7 @@ async def test_a_fork_bomb_is_contained(platform: Platform, api: httpx.Client, o
     async with open_terminal(platform, owner, bombed) as ws:
         bomb = Terminal(ws)
         await bomb.ready()
-        await ws.send("bomb() { bomb | bomb & }; bomb\n")
+        await bomb.send("bomb() { bomb | bomb & }; bomb\n")
         await bomb.until("Resource temporarily unavailable")  # the process limit bites
         async with open_terminal(platform, owner, other) as ws2:
             neighbour = Terminal(ws2)
@@ -99,7 +99,7 @@ async def test_a_flood_in_one_session_does_not_stall_another(
         flood = Terminal(ws_flood)
         await flood.ready()
         server_before = rss_kib(platform.process.pid)
-        await ws_flood.send("yes 0123456789abcdef | head -c 50000000; echo FLOOD''DONE\n")
+        await flood.send("yes 0123456789abcdef | head -c 50000000; echo FLOOD''DONE\n")
         # Nobody reads the flood for now: TCP backpressure reaches the shell.
         async with open_terminal(platform, owner, quiet) as ws_quiet:
             other = Terminal(ws_quiet)
@@ -126,7 +126,7 @@ async def test_a_slow_second_viewer_is_dropped_with_4008(platform: Platform, own
             with anyio.fail_after(10):
                 while {"type": "pong"} not in slow.controls:
                     assert await slow.frame()
-            await ws_fast.send("yes paused-viewer | head -c 20000000; echo SLOW''DONE\n")
+            await fast.send("yes paused-viewer | head -c 20000000; echo SLOW''DONE\n")
             with anyio.fail_after(60):
                 await fast.until("SLOWDONE", within=60)
             assert await slow.closed() == 4008

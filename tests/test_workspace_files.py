@@ -470,6 +470,7 @@ def test_shutdown_without_a_running_environment_is_clean_and_idempotent(
             "session_id": workspace,
             "active_connections": 0,
             "container_cleaned": True,
+            "message": None,
         }
     assert read(owner, workspace, "keep.txt")["content"] == "kept"
     status = owner.client.get(f"/api/workspace/{workspace}/status").json()["data"]

@@ -11,8 +11,9 @@ ping, pause, resume. Server: status (starting / ready / exited), error, pong. A 
 control message is answered with an error; it never closes the connection.
 
 Output is read from the agent only as fast as the client takes it (each send awaits the
-transport, and a paused client is not read for), so the agent's per-viewer buffer fills
-and its slow-viewer rules apply; the relay itself holds at most one chunk.
+transport), so the agent's per-viewer buffer fills and its slow-viewer rules apply; a
+client's pause/resume is passed to the agent, which holds the output back. The relay
+itself holds at most one chunk.
 """
 
 from __future__ import annotations
@@ -45,8 +46,6 @@ class Relay:
         self.socket = socket
         self.terminal = terminal
         self.channel = channel
-        self._resumed = anyio.Event()
-        self._resumed.set()
         self._scope: anyio.CancelScope | None = None
         self.close_code: int | None = None
         self.close_reason = ""
@@ -97,7 +96,6 @@ class Relay:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         try:
             while True:
-                await self._resumed.wait()  # a paused client is not read for
                 item = await self.terminal.next()
                 if item is None:
                     break
@@ -165,10 +163,10 @@ class Relay:
             )
         elif kind == "ping":
             await self.control({"type": "pong"})
-        elif kind == "pause":
-            self._resumed = anyio.Event()
-        elif kind == "resume":
-            self._resumed.set()
+        elif kind in ("pause", "resume"):
+            # The agent holds the output back (and applies the slow-viewer rule to a
+            # client paused too long while others watch); the relay keeps listening.
+            await self.terminal.flow(kind == "pause")
         else:
             await self.control(
                 {"type": "error", "message": f"unknown control type {str(kind)[:40]!r}"}

@@ -405,5 +405,10 @@ class AgentTerminal:
         if not self._writer.is_closing():
             self._writer.write(encode_json({"op": "resize", "cols": cols, "rows": rows}))
 
+    async def flow(self, paused: bool) -> None:
+        """The client paused (or resumed) taking output: the agent holds it back."""
+        if not self._writer.is_closing():
+            self._writer.write(encode_json({"op": "pause" if paused else "resume"}))
+
     async def close(self) -> None:
         self._writer.close()
