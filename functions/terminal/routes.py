@@ -58,7 +58,7 @@ async def _control(socket: WebSocket, message: dict[str, Any]) -> None:
 )
 async def terminal_socket(socket: WebSocket, session_id: UUID, runtime: ExecutionRuntime) -> None:
     await socket.accept()
-    user = await user_for_token(token_from_connection(socket, allow_query=True))
+    user = await user_for_token(token_from_connection(socket))
     if user is None:
         await socket.close(CLOSE_UNAUTHENTICATED, "authentication required")
         return
