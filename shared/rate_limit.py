@@ -48,9 +48,10 @@ class RateLimiter:
         keys = sorted(limits)
         now = utc_now()
         async with db.transaction() as conn:
-            # Sorted keys, so two attempts sharing keys never wait for each other in a cycle.
+            # Locks taken in sorted order (unnest keeps the array's order), so two attempts
+            # sharing keys never wait for each other in a cycle.
             await conn.execute(
-                "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k",
+                "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k",
                 sorted(db.advisory_key("rate", key) for key in keys),
             )
             rows = await conn.fetch(
@@ -59,9 +60,12 @@ class RateLimiter:
                 keys,
                 now,
             )
-            for row in rows:
-                if row["live"] >= limits[row["key"]]:
-                    retry = ceil((row["first_expiry"] - now).total_seconds())
+            live = {row["key"]: row for row in rows}
+            for key in keys:
+                row = live.get(key)
+                if (row["live"] if row else 0) >= limits[key]:
+                    expiry = row["first_expiry"] if row else now + self.window
+                    retry = ceil((expiry - now).total_seconds())
                     raise RateLimited(self.message, retry_after=retry)
             ids = list(
                 await conn.fetchval(
