@@ -2,7 +2,7 @@
 
 from piccolo.conf.apps import AppRegistry
 
-from shared.db import DB, configure
+from shared.db import DB, configure  # noqa: F401 - Piccolo looks DB up here
 
 configure()
 

@@ -1,8 +1,12 @@
-"""Who may see and change a workspace (DESIGN.md section 3).
+"""Who may see and change a workspace.
 
-The owner reads and writes. A reviewer of an open review of the workspace (assigned to them,
-or unassigned and pending while they are a reviewer) reads only. Everybody else gets 404, so
-the existence of another user's workspace is never revealed.
+The owner reads and writes. The reviewer ASSIGNED to an open review of the workspace (at
+submission or by claiming it) reads only, and only while they are a reviewer; an unassigned
+pending review opens nothing until someone claims it. Everybody else gets 404, so the
+existence of another user's workspace is never revealed.
+
+``reviewer_reads`` is the one definition of "may read this workspace as its reviewer"; every
+query that decides access (here and the workspace function's one-query file read) embeds it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,18 @@ from shared.auth import UNAUTHORIZED_MESSAGE, AuthUser, presented_token_hash
 from shared.errors import Forbidden, NotFound, Unauthorized
 
 OPEN_REVIEW_STATUSES = ("pending", "in_review", "requires_changes")
+# The same as SQL: ('pending', 'in_review', 'requires_changes').
+OPEN_REVIEW_SQL = "(" + ", ".join(f"'{status}'" for status in OPEN_REVIEW_STATUSES) + ")"
+
+
+def reviewer_reads(session: str, user: str, is_reviewer: str) -> str:
+    """SQL: the user (an id expression) may read the session (an id expression) as the
+    reviewer assigned to one of its open reviews; ``is_reviewer`` is their current flag."""
+    return (
+        f"({is_reviewer} AND EXISTS (SELECT 1 FROM review_requests r "
+        f"WHERE r.session_id = {session} AND r.assigned_to = {user} "
+        f"AND r.status IN {OPEN_REVIEW_SQL}))"
+    )
 
 
 class SessionAccess(msgspec.Struct, frozen=True):
@@ -31,15 +47,10 @@ class SessionAccess(msgspec.Struct, frozen=True):
     can_review: bool
 
 
-_ACCESS = """
+_ACCESS = f"""
 SELECT s.id, s.user_id, s.name, s.language, s.is_active, s.created_at, s.updated_at,
        s.user_id = $2 AS is_owner,
-       EXISTS (
-           SELECT 1 FROM review_requests r
-           WHERE r.session_id = s.id
-             AND r.status IN ('pending', 'in_review', 'requires_changes')
-             AND (r.assigned_to = $2 OR (r.assigned_to IS NULL AND r.status = 'pending' AND $3))
-       ) AS can_review
+       {reviewer_reads("s.id", "$2", "$3::boolean")} AS can_review
 FROM sessions s WHERE s.id = $1
 """
 
@@ -94,17 +105,11 @@ async def owned_session(session_id: UUID, user: AuthUser, *, lock: bool = False)
 
 # The caller (by token hash), their access to the workspace and its advisory lock, in one
 # round trip. No row: the token is not valid. The lock is taken only for a valid token.
-_OWNER_BY_TOKEN_LOCKED = """
+_OWNER_BY_TOKEN_LOCKED = f"""
 SELECT pg_advisory_xact_lock($3) IS NULL AS locked,
        s.id IS NOT NULL AS exists,
        coalesce(s.user_id = t.user_id, false) AS is_owner,
-       EXISTS (
-           SELECT 1 FROM review_requests r
-           WHERE r.session_id = s.id
-             AND r.status IN ('pending', 'in_review', 'requires_changes')
-             AND (r.assigned_to = t.user_id
-                  OR (r.assigned_to IS NULL AND r.status = 'pending' AND u.is_reviewer))
-       ) AS can_review
+       coalesce({reviewer_reads("s.id", "t.user_id", "u.is_reviewer")}, false) AS can_review
 FROM login_tokens t
 JOIN users u ON u.id = t.user_id
 LEFT JOIN sessions s ON s.id = $2
@@ -130,3 +135,40 @@ async def lock_owned_session(session_id: UUID, token: str | None) -> None:
         raise NotFound(NOT_FOUND_MESSAGE)
     if not row["is_owner"]:
         raise Forbidden(READ_ONLY_MESSAGE)
+
+
+# Every open review assigned to $1 loses its reviewer: an in-review one goes back to pending
+# (someone else may claim it), the others just become unassigned. One history row each.
+_RELEASE_REVIEWS = f"""
+WITH old AS (
+    SELECT id, status FROM review_requests
+    WHERE assigned_to = $1 AND status IN {OPEN_REVIEW_SQL} FOR UPDATE
+), released AS (
+    UPDATE review_requests r
+    SET status = CASE WHEN old.status = 'in_review' THEN 'pending' ELSE old.status END,
+        assigned_to = NULL, updated_at = $2
+    FROM old WHERE r.id = old.id
+    RETURNING r.id, old.status AS from_status, r.status AS to_status
+)
+INSERT INTO review_history (review_id, actor_id, action, from_status, to_status, comment,
+                            changes, created_at)
+SELECT id, $1,
+       CASE WHEN from_status <> to_status THEN 'status' ELSE 'updated' END,
+       CASE WHEN from_status <> to_status THEN from_status END,
+       CASE WHEN from_status <> to_status THEN to_status END,
+       'The reviewer stopped reviewing',
+       CASE WHEN from_status <> to_status
+            THEN jsonb_build_object('status', jsonb_build_object('from', from_status,
+                                                                 'to', to_status))
+            ELSE '{{}}'::jsonb END
+       || jsonb_build_object('assigned_to', jsonb_build_object('from', $1::int, 'to', null)),
+       $2
+FROM released
+"""
+
+
+async def release_reviews(user_id: int, now: datetime) -> None:
+    """A user stopped reviewing: hand back every open review assigned to them (recorded in
+    each review's history). Inside the transaction that clears their reviewer flag."""
+    async with db.connection() as conn:
+        await conn.execute(_RELEASE_REVIEWS, user_id, now)

@@ -1,7 +1,8 @@
 """The ONE wiring point: every function's Litestar app is built here.
 
-It sets the envelope and error mapping, authentication, CORS, OpenAPI and docs, the liveness
-route, and the lifespan that opens the database pool (and the execution runtime for the
+It sets the envelope and error mapping, authentication, CORS, the web-layer guard (header
+size, the Origin rule) and JSON body checks, OpenAPI and docs, the liveness route, and the
+lifespan that opens the database pool (and the execution runtime for the
 functions that drive execution environments). A function's ``app.py`` is a few lines.
 """
 
@@ -30,9 +31,12 @@ from shared.docs import API_TITLE, API_VERSION, app_openapi, docs_handlers
 from shared.errors import EXCEPTION_HANDLERS, error_responses
 from shared.execution.runtime import process_runtime, running_runtime
 from shared.health import health, liveness, readiness
+from shared.request_body import check_json_body
+from shared.web_security import guard
 
 # Every route can fail these ways regardless of what it does.
-_ALWAYS = (400, 500, 503)
+_ALWAYS = (400, 431, 500, 503)
+_STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 REQUEST_MAX_BODY_BYTES = 4 * 1024 * 1024  # a 1 MiB file as base64 JSON fits with room
 
 
@@ -54,6 +58,10 @@ def _document_errors(handlers: Sequence[Any]) -> None:
         codes = list(_ALWAYS)
         if "user" in inspect.signature(handler.fn).parameters:
             codes.append(401)
+        if "data" in inspect.signature(handler.fn).parameters:
+            codes.append(415)
+        if _STATE_CHANGING & set(handler.http_methods):
+            codes.append(403)  # the cross-site (Origin) rule for cookie-authenticated calls
         extra = error_responses(*codes)
         handler.responses = {**extra, **(handler.responses or {})}
 
@@ -114,6 +122,7 @@ def create_app(
             "settings": Provide(lambda: settings, sync_to_thread=False),
             "runtime": Provide(running_runtime, sync_to_thread=False),
         },
+        before_request=check_json_body,
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=CORSConfig(
             allow_origins=list(settings.cors_origins),
@@ -144,6 +153,8 @@ def create_app(
         ),
     )
     app_holder["app"] = app
+    # Outside CORS and routing: oversized headers and cross-site requests stop here.
+    app.asgi_handler = guard(app.asgi_handler, settings)
     allow_table.update(allow_headers(app))
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     return app

@@ -1,17 +1,25 @@
-"""Authentication: argon2id passwords, opaque login tokens stored as hashes, the login limiter.
+"""Authentication: argon2id passwords on a bounded pool, opaque login tokens stored as hashes.
 
 A token is 256 random bits shown to the client once; PostgreSQL keeps only its sha256, with an
 expiry and a revocation time, so every replica of every function validates it with one query
-and a logout revokes it everywhere. Requests carry it as the HttpOnly cookie, as
-``Authorization: Bearer``, or (WebSocket only) as ``?token=``.
+and a logout revokes it everywhere. Requests carry it as the HttpOnly cookie or as
+``Authorization: Bearer``; never in a URL (a terminal opened without the cookie presents a
+single-use ticket instead, ``shared.tickets``).
+
+Password hashing costs ~64 MiB and tens of milliseconds of CPU, so it runs on threads of its
+own limiter (``PASSWORD_HASH_CONCURRENCY`` at once, ``PASSWORD_HASH_QUEUE`` waiting, 503
+beyond): a flood of logins or registrations slows only the requests that hash, never the
+file work on the default thread pool.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
-from collections.abc import Iterable
-from datetime import datetime, timedelta
+from collections.abc import Callable, Collection
+from datetime import datetime
+from typing import TypeVar
 
 import anyio
 import msgspec
@@ -21,8 +29,10 @@ from litestar.connection import ASGIConnection
 
 from shared import db
 from shared.config import get_settings
-from shared.envelope import utc_now
-from shared.errors import RateLimited, Unauthorized
+from shared.errors import Forbidden, Unauthorized, Unavailable
+from shared.web_security import cookie_request_refusal
+
+T = TypeVar("T")
 
 _hasher = PasswordHasher()  # argon2id with the library's RFC 9106 defaults
 # Verifying against this when the user does not exist keeps both failures equally slow.
@@ -40,8 +50,36 @@ class AuthUser(msgspec.Struct, frozen=True):
     token_hash: str
 
 
+class HashPool:
+    """At most ``concurrency`` hashes at once and ``queue`` waiting; beyond that, 503 at once."""
+
+    def __init__(self, concurrency: int, queue: int) -> None:
+        self.limiter = anyio.CapacityLimiter(max(1, concurrency))
+        self.bound = max(1, concurrency) + max(0, queue)
+        self.pending = 0
+
+    async def run(self, work: Callable[[], T]) -> T:
+        if self.pending >= self.bound:
+            raise Unavailable(
+                "Too many password checks at once; try again shortly",
+                headers={"Retry-After": "1"},
+            )
+        self.pending += 1
+        try:
+            return await anyio.to_thread.run_sync(work, limiter=self.limiter)
+        finally:
+            self.pending -= 1
+
+
+@functools.cache
+def hash_pool() -> HashPool:
+    """The process's pool (created on first use, inside the event loop)."""
+    settings = get_settings()
+    return HashPool(settings.password_hash_concurrency, settings.password_hash_queue)
+
+
 async def hash_password(password: str) -> str:
-    return await anyio.to_thread.run_sync(_hasher.hash, password)
+    return await hash_pool().run(lambda: _hasher.hash(password))
 
 
 async def verify_password(password_hash: str | None, password: str) -> bool:
@@ -51,7 +89,7 @@ async def verify_password(password_hash: str | None, password: str) -> bool:
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 
-    return await anyio.to_thread.run_sync(check)
+    return await hash_pool().run(check)
 
 
 def hash_token(token: str) -> str:
@@ -64,17 +102,30 @@ def new_token() -> tuple[str, str]:
     return token, hash_token(token)
 
 
-def token_from_connection(connection: ASGIConnection, allow_query: bool = False) -> str | None:
-    header = connection.headers.get("authorization")
-    if header:
-        scheme, _, value = header.partition(" ")
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, else None."""
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-    if allow_query:
-        query_token = connection.query_params.get("token")
-        if query_token:
-            return query_token
-    return connection.cookies.get(get_settings().cookie_name) or None
+    return None
+
+
+def token_from_connection(connection: ASGIConnection) -> str | None:
+    """The bearer token when there is one, else the login cookie (never the URL).
+
+    A state-changing request that the cookie would authenticate must come from an allowed
+    origin (403 otherwise): another site can make a browser send the cookie, not the header.
+    """
+    bearer = bearer_token(connection.headers.get("authorization"))
+    if bearer is not None:
+        return bearer
+    cookie = connection.cookies.get(get_settings().cookie_name) or None
+    if cookie is not None:
+        refusal = cookie_request_refusal(connection.scope)
+        if refusal is not None:
+            raise Forbidden(refusal)
+    return cookie
 
 
 UNAUTHORIZED_MESSAGE = "A valid login token is required (cookie or Authorization: Bearer)"
@@ -109,8 +160,11 @@ async def user_for_token_hash(token_hash: str) -> AuthUser | None:
     return AuthUser(**dict(row), token_hash=token_hash)
 
 
-async def valid_token_hashes(token_hashes: Iterable[str]) -> set[str]:
-    """Which of these token hashes still belong to a live login (not revoked, not expired)."""
+async def valid_token_hashes(token_hashes: Collection[str]) -> set[str]:
+    """Those of ``token_hashes`` whose login is still valid (not revoked, not expired), in one
+    query: a terminal relay calls it every few seconds to close the terminals of a logout."""
+    if not token_hashes:
+        return set()
     async with db.connection() as conn:
         rows = await conn.fetch(
             "SELECT token_hash FROM login_tokens WHERE token_hash = ANY($1::text[]) "
@@ -120,61 +174,9 @@ async def valid_token_hashes(token_hashes: Iterable[str]) -> set[str]:
     return {row["token_hash"] for row in rows}
 
 
-def client_address(connection: ASGIConnection) -> str:
-    """The caller's address; the first X-Forwarded-For hop when proxies are trusted."""
-    if get_settings().trust_proxy_headers:
-        forwarded = connection.headers.get("x-forwarded-for")
-        if forwarded:
-            return forwarded.split(",")[0].strip()[:64]
-    return connection.client.host if connection.client else "unknown"
-
-
 async def current_user(request: ASGIConnection) -> AuthUser:
     """Dependency: the authenticated caller, or 401."""
     user = await user_for_token(token_from_connection(request))
     if user is None:
         raise Unauthorized(UNAUTHORIZED_MESSAGE)
     return user
-
-
-class LoginLimiter:
-    """Failed logins per username and per client address, counted in PostgreSQL.
-
-    Kept in the database so every replica sees the same count; rows older than the window
-    are pruned as new failures arrive.
-    """
-
-    def __init__(self, per_user: int, per_address: int, window_seconds: int) -> None:
-        self.limits = {"user": per_user, "addr": per_address}
-        self.window = timedelta(seconds=window_seconds)
-
-    @staticmethod
-    def keys(username: str, address: str) -> list[str]:
-        return [f"user:{username.strip().lower()[:320]}", f"addr:{address}"]
-
-    async def check(self, keys: list[str]) -> None:
-        since = utc_now() - self.window
-        async with db.connection() as conn:
-            rows = await conn.fetch(
-                "SELECT key, count(*) AS failures, min(created_at) AS oldest FROM login_failures "
-                "WHERE key = ANY($1::text[]) AND created_at > $2 GROUP BY key",
-                keys,
-                since,
-            )
-        for row in rows:
-            if row["failures"] >= self.limits[row["key"].split(":", 1)[0]]:
-                retry = (row["oldest"] + self.window - utc_now()).total_seconds()
-                raise RateLimited(
-                    "Too many failed logins; try again later", retry_after=int(retry) + 1
-                )
-
-    async def record_failure(self, keys: list[str]) -> None:
-        now = utc_now()
-        async with db.connection() as conn:
-            await conn.execute(
-                "DELETE FROM login_failures WHERE created_at < $1", now - self.window
-            )
-            await conn.executemany(
-                "INSERT INTO login_failures (key, created_at) VALUES ($1, $2)",
-                [(key, now) for key in keys],
-            )

@@ -161,7 +161,13 @@ class Settings:
     login_max_failures: int = 5  # per username
     login_max_failures_per_address: int = 20
     login_window_seconds: int = 300
-    trust_proxy_headers: bool = False  # take the client address from X-Forwarded-For
+    register_max_per_address: int = 20
+    register_window_seconds: int = 3600
+    # CIDRs of the proxies whose X-Forwarded-For is believed; empty: the socket peer is the client
+    trusted_proxies: tuple[str, ...] = ()
+    password_hash_concurrency: int = 2  # argon2 hashes at once (64 MiB each)
+    password_hash_queue: int = 32  # requests waiting for a hash slot before 503
+    max_sessions_per_user: int = 100
 
     max_file_bytes: int = 1024 * 1024
     max_workspace_entries: int = 2000
@@ -189,8 +195,19 @@ class Settings:
             login_max_failures_per_address=int(
                 env.get("LOGIN_MAX_FAILURES_PER_ADDRESS", d.login_max_failures_per_address)
             ),
-            trust_proxy_headers=_bool(env.get("TRUST_PROXY_HEADERS", "false")),
             login_window_seconds=int(env.get("LOGIN_WINDOW_SECONDS", d.login_window_seconds)),
+            register_max_per_address=int(
+                env.get("REGISTER_MAX_PER_ADDRESS", d.register_max_per_address)
+            ),
+            register_window_seconds=int(
+                env.get("REGISTER_WINDOW_SECONDS", d.register_window_seconds)
+            ),
+            trusted_proxies=_list(env.get("TRUSTED_PROXIES", "")),
+            password_hash_concurrency=int(
+                env.get("PASSWORD_HASH_CONCURRENCY", d.password_hash_concurrency)
+            ),
+            password_hash_queue=int(env.get("PASSWORD_HASH_QUEUE", d.password_hash_queue)),
+            max_sessions_per_user=int(env.get("MAX_SESSIONS_PER_USER", d.max_sessions_per_user)),
             max_file_bytes=int(env.get("MAX_FILE_BYTES", d.max_file_bytes)),
             max_workspace_entries=int(env.get("MAX_WORKSPACE_ENTRIES", d.max_workspace_entries)),
             max_workspace_bytes=int(env.get("MAX_WORKSPACE_BYTES", d.max_workspace_bytes)),

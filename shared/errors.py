@@ -61,11 +61,21 @@ class TooLarge(DomainError):
     status_code, message = 413, "Too large"
 
 
+class UnsupportedMediaType(DomainError):
+    status_code, message = 415, "Unsupported media type"
+
+
 class RateLimited(DomainError):
     status_code, message = 429, "Too many requests"
 
     def __init__(self, error: str, retry_after: int) -> None:
         super().__init__(error, headers={"Retry-After": str(max(1, retry_after))})
+
+
+class OverQuota(DomainError):
+    """A per-user quota is full (429, no Retry-After: waiting does not free it)."""
+
+    status_code, message = 429, "Quota exceeded"
 
 
 class Unavailable(DomainError):
@@ -84,6 +94,7 @@ _HTTP_MESSAGES = {
     413: "Too large",
     415: "Unsupported media type",
     429: "Too many requests",
+    431: "Request headers too large",
     503: "Service unavailable",
 }
 
@@ -116,7 +127,7 @@ def _body_field_errors(request: Request) -> list[str]:
         return []
     try:
         raw = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         return []
     if not isinstance(raw, dict):
         return []
@@ -231,15 +242,17 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 _DESCRIPTIONS = {
     400: "Invalid input; every failing field is named in `error`",
     401: "Not authenticated",
-    403: "Authenticated but not allowed",
+    403: "Not allowed: not yours to change, or a cross-site request",
     404: "Not found, or not visible to the caller",
     405: "Method not allowed",
     409: "Conflict: duplicate or invalid state transition",
     412: "If-Match names a stale version",
     413: "Too large, or a workspace quota is exceeded",
-    429: "Rate limited; see Retry-After",
+    415: "The body is not application/json",
+    429: "Rate limited or over a quota; see Retry-After",
+    431: "Request headers too large",
     500: "Internal server error",
-    503: "The database is unavailable",
+    503: "The database is unavailable, or the server is too busy; see Retry-After",
 }
 
 

@@ -510,11 +510,49 @@ def test_submitter_cannot_decide_and_reviewer_cannot_resubmit(owner: User, revie
     assert_error(move(reviewer, review["id"], "pending"), 403)
 
 
-def test_an_assignee_who_stopped_reviewing_cannot_decide(owner: User, reviewer: User) -> None:
+def test_an_assignee_who_stopped_reviewing_can_no_longer_decide(
+    owner: User, reviewer: User
+) -> None:
     review = review_in("in_review", owner, reviewer)
     off = reviewer.client.put("/api/users/me/reviewer-status", json={"is_reviewer": False})
     assert off.status_code == 200
-    assert_error(move(reviewer, review["id"], "approved"), 403)
+    # The review was handed back, so it is no longer theirs to see or decide.
+    assert_error(move(reviewer, review["id"], "approved"), 404)
+
+
+def test_turning_reviewer_status_off_hands_back_every_open_review(
+    owner: User, reviewer: User, other_reviewer: User
+) -> None:
+    claimed = review_in("in_review", owner, reviewer)
+    waiting = review_in("pending", owner, reviewer)
+    changes = review_in("requires_changes", owner, reviewer)
+    decided = review_in("approved", owner, reviewer)
+    off = reviewer.client.put("/api/users/me/reviewer-status", json={"is_reviewer": False})
+    assert off.status_code == 200
+
+    def now(review: dict[str, Any]) -> dict[str, Any]:
+        return owner.client.get(f"/api/reviews/{review['id']}").json()["data"]
+
+    assert (now(claimed)["status"], now(claimed)["assigned_to"]) == ("pending", None)
+    assert (now(waiting)["status"], now(waiting)["assigned_to"]) == ("pending", None)
+    assert (now(changes)["status"], now(changes)["assigned_to"]) == ("requires_changes", None)
+    assert now(decided) == decided  # a closed review keeps who decided it
+    last = history(owner, claimed["id"])[-1]
+    assert (last["action"], last["from_status"], last["to_status"]) == (
+        "status",
+        "in_review",
+        "pending",
+    )
+    assert last["actor_id"] == reviewer.id
+    assert last["changes"]["assigned_to"] == {"from": reviewer.id, "to": None}
+    assert history(owner, waiting["id"])[-1]["changes"] == {
+        "assigned_to": {"from": reviewer.id, "to": None}
+    }
+    # Nobody waits on the reviewer who left: another one claims the handed-back review.
+    assert_error(reviewer.client.get(f"/api/workspace/{claimed['session_id']}/files"), 404)
+    moved(other_reviewer, claimed["id"], "in_review")
+    files = other_reviewer.client.get(f"/api/workspace/{claimed['session_id']}/files")
+    assert files.status_code == 200, files.text
 
 
 def test_a_claimed_review_disappears_for_other_reviewers(
@@ -580,9 +618,8 @@ def test_session_review_status_for_owner_and_reviewer(
         "isReviewer": False,
         "canSubmitForReview": False,
     }
-    # Unassigned and pending: every reviewer may take it.
-    as_reviewer = other_reviewer.client.get(path).json()["data"]
-    assert as_reviewer["isReviewer"] is True and as_reviewer["canSubmitForReview"] is False
+    # Unassigned and pending: reviewers see the review, not the workspace, until one claims it.
+    assert_error(other_reviewer.client.get(path), 404)
     assert_error(stranger.client.get(path), 404)
 
     moved(reviewer, review["id"], "in_review")
@@ -657,6 +694,36 @@ def test_assigned_reviewer_reads_the_workspace_files_only_while_the_review_is_op
     moved(reviewer, review["id"], "approved")
     assert_error(reviewer.client.get(files), 404)
     assert owner.client.get(f"{files}/src/app.py").json()["data"]["content"] == "print('hi')\n"
+
+
+def test_an_unassigned_pending_review_is_metadata_only_until_claimed(
+    owner: User, reviewer: User, other_reviewer: User
+) -> None:
+    session_id = new_workspace(owner)
+    created = owner.client.post(
+        f"/api/workspace/{session_id}/files", json={"path": "secret.py", "content": "k = 1\n"}
+    )
+    assert created.status_code == 201, created.text
+    review = submit(owner, session_id).json()["data"]
+    assert review["id"] in listed_ids(reviewer, limit=100, submitted_by=owner.id)
+    assert reviewer.client.get(f"/api/reviews/{review['id']}").status_code == 200
+    for url in (
+        f"/api/workspace/{session_id}/files",
+        f"/api/workspace/{session_id}/files/secret.py",
+        f"/api/workspace/{session_id}/status",
+        f"/api/postgres_sessions/{session_id}",
+        f"/api/sessions/{session_id}",
+        f"/api/session_workspace/{session_id}?include_content=true",
+        f"/api/reviews/session/{session_id}/status",
+    ):
+        response = reviewer.client.get(url)
+        assert_error(response, 404)
+        assert "k = 1" not in response.text
+
+    moved(reviewer, review["id"], "in_review")
+    content = reviewer.client.get(f"/api/workspace/{session_id}/files/secret.py")
+    assert content.status_code == 200 and content.json()["data"]["content"] == "k = 1\n"
+    assert_error(other_reviewer.client.get(f"/api/workspace/{session_id}/files/secret.py"), 404)
 
 
 def test_history_pages_and_validates_like_every_list(owner: User, reviewer: User) -> None:

@@ -171,7 +171,7 @@ async def test_a_login_token_in_the_url_is_never_accepted(
     platform: Platform, owner: User, workspace: str
 ) -> None:
     async with open_terminal(platform, None, workspace, token=owner.token) as ws:
-        assert await Terminal(ws).closed() == 4401
+        assert await Terminal(ws).closed() == 4401  # a login token never counts in a URL
 
 
 async def test_a_reviewer_may_not_open_the_terminal(

@@ -4,7 +4,12 @@ Decisions (DESIGN.md section 4 leaves these open; the README's review section re
 
 - Visibility. A caller sees a review they submitted, one assigned to them (in any status), and,
   when they are a reviewer, any unassigned pending review. Everything else is 404, at every
-  endpoint, so another user's reviews are never revealed.
+  endpoint, so another user's reviews are never revealed. Seeing a review is not reading its
+  workspace: only the reviewer assigned to an open review reads the files (``shared.access``),
+  so an unassigned pending review is metadata until a reviewer claims it.
+- Leaving. A reviewer who turns reviewer status off hands back every open review assigned to
+  them (the users function does it, through ``shared.access.release_reviews``): in_review
+  goes back to pending, and all of them become unassigned, each recorded in the history.
 - State machine. The only transitions are::
 
       pending ---------> in_review          the assigned reviewer, or any reviewer claiming an
@@ -24,8 +29,8 @@ Decisions (DESIGN.md section 4 leaves these open; the README's review section re
   row in the same transaction as the change: ``action`` created|updated|status, the statuses
   (set on created and status entries), the comment, and ``changes`` as
   ``{field: {"from": old, "to": new}}``.
-- Per-session status. ``isReviewer`` says whether the caller may act as the reviewer of the
-  session's open review (assigned to them, or a reviewer facing an unassigned pending one);
+- Per-session status. It needs read access to the workspace (its owner or its assigned
+  reviewer). ``isReviewer`` says whether the caller reads it as the reviewer of its open review;
   ``canSubmitForReview`` whether the caller owns the session and it has no open review.
 - Stats cover the reviews the caller may see (the visibility rule above).
   ``my_pending_reviews`` counts the caller's own submissions that are still open (pending,
@@ -52,7 +57,7 @@ from functions.reviews.schemas import (
     StatusChange,
 )
 from shared import db
-from shared.access import OPEN_REVIEW_STATUSES, owned_session, readable_session
+from shared.access import OPEN_REVIEW_SQL, OPEN_REVIEW_STATUSES, owned_session, readable_session
 from shared.auth import AuthUser
 from shared.envelope import utc_now
 from shared.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -79,7 +84,6 @@ _VISIBLE = (
     "(r.submitted_by = $1 OR r.assigned_to = $1 "
     "OR ($2 AND r.assigned_to IS NULL AND r.status = 'pending'))"
 )
-_OPEN = "('pending', 'in_review', 'requires_changes')"
 
 
 def _review(row: Mapping[str, Any]) -> Review:
@@ -351,7 +355,7 @@ async def session_status(user: AuthUser, session_id: UUID) -> SessionReviewStatu
         # The open review if there is one, else the latest.
         row = await conn.fetchrow(
             f"SELECT {_COLUMNS} FROM review_requests r WHERE r.session_id = $1 "
-            f"ORDER BY (r.status IN {_OPEN}) DESC, r.created_at DESC, r.id DESC LIMIT 1",
+            f"ORDER BY (r.status IN {OPEN_REVIEW_SQL}) DESC, r.created_at DESC, r.id DESC LIMIT 1",
             session_id,
         )
     review = _review(row) if row else None
@@ -372,7 +376,7 @@ async def stats(user: AuthUser) -> ReviewStats:
             "count(*) FILTER (WHERE r.status = 'approved') AS total_approved, "
             "count(*) FILTER (WHERE r.status = 'rejected') AS total_rejected, "
             "count(*) FILTER (WHERE r.status = 'requires_changes') AS total_requires_changes, "
-            f"count(*) FILTER (WHERE r.submitted_by = $1 AND r.status IN {_OPEN}) "
+            f"count(*) FILTER (WHERE r.submitted_by = $1 AND r.status IN {OPEN_REVIEW_SQL}) "
             "AS my_pending_reviews, "
             "count(*) FILTER (WHERE r.assigned_to = $1 AND r.status IN ('pending', 'in_review')) "
             f"AS my_assigned_reviews FROM review_requests r WHERE {_VISIBLE}",

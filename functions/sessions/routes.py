@@ -33,9 +33,9 @@ class SessionsController(Controller):
     path = "/api/postgres_sessions"
     tags = ["sessions"]
 
-    @post("/", operation_id="create_session", status_code=201)
+    @post("/", operation_id="create_session", status_code=201, responses=error_responses(429))
     async def create(self, user: AuthUser, data: SessionCreate) -> Envelope[Session]:
-        """Create a workspace owned by the caller."""
+        """Create a workspace owned by the caller (429 once they own MAX_SESSIONS_PER_USER)."""
         return ok(await service.create(user, data), "Session created")
 
     @get("/", operation_id="list_sessions")
@@ -80,7 +80,10 @@ class LegacySessionsController(Controller):
     tags = ["sessions (legacy)"]
 
     @post(
-        "/", operation_id="create_legacy_session", status_code=201, responses=error_responses(413)
+        "/",
+        operation_id="create_legacy_session",
+        status_code=201,
+        responses=error_responses(413, 429),
     )
     async def create(
         self, user: AuthUser, data: LegacySessionCreate, settings: Settings

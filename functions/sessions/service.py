@@ -18,9 +18,10 @@ from functions.sessions.schemas import (
 from shared import db, workspace_service, workspace_store
 from shared.access import SessionAccess, owned_session, readable_session
 from shared.auth import AuthUser
-from shared.config import Settings
+from shared.config import Settings, get_settings
 from shared.content import encode_content
 from shared.envelope import utc_now
+from shared.errors import OverQuota
 from shared.execution.runtime import ExecutionRuntime
 from shared.workspace_store import FileMeta
 
@@ -36,19 +37,37 @@ def _from_access(access: SessionAccess) -> Session:
     return Session(**{key: getattr(access, key) for key in Session.__struct_fields__})
 
 
-async def create(user: AuthUser, data: SessionCreate) -> Session:
-    now = utc_now()
-    async with db.connection() as conn:
+# Inserted only while the owner is under the quota ($6). Run after taking the owner's lock, in
+# its own statement, so its snapshot sees every session a concurrent create committed.
+_CREATE_WITHIN_QUOTA = f"""
+INSERT INTO sessions (id, user_id, name, language, is_active, created_at, updated_at,
+                      sync_skipped, last_synced_at)
+SELECT $1, $2, $3, $4, true, $5, $5, '[]', NULL
+WHERE (SELECT count(*) FROM sessions WHERE user_id = $2) < $6
+RETURNING {_COLUMNS}
+"""
+
+
+async def create(user: AuthUser, data: SessionCreate, settings: Settings | None = None) -> Session:
+    """A new workspace, unless the caller already owns ``MAX_SESSIONS_PER_USER`` (429)."""
+    settings = settings or get_settings()
+    async with db.transaction(), db.connection() as conn:
+        # One creator per user at a time, so parallel creates cannot overshoot the quota.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1)", db.advisory_key("sessions-of", user.id)
+        )
         row = await conn.fetchrow(
-            f"INSERT INTO sessions (id, user_id, name, language, is_active, created_at, "
-            f"updated_at, sync_skipped, last_synced_at) "
-            f"VALUES ($1, $2, $3, $4, true, $5, $5, '[]', NULL) RETURNING {_COLUMNS}",
+            _CREATE_WITHIN_QUOTA,
             uuid.uuid4(),
             user.id,
             data.name or "Untitled workspace",
             data.language,
-            now,
+            utc_now(),
+            settings.max_sessions_per_user,
         )
+    if row is None:
+        limit = settings.max_sessions_per_user
+        raise OverQuota(f"you own {limit} workspaces, the most allowed; delete one first")
     return _session(row)
 
 
@@ -101,7 +120,9 @@ async def create_legacy(
     user: AuthUser, data: LegacySessionCreate, settings: Settings
 ) -> LegacySession:
     async with db.transaction():
-        session = await create(user, SessionCreate(name=data.name, language=data.language))
+        session = await create(
+            user, SessionCreate(name=data.name, language=data.language), settings
+        )
         await workspace_store.write_file(session.id, MAIN_FILE, data.code.encode(), settings)
     return LegacySession(
         id=session.id,

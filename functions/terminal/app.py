@@ -7,6 +7,9 @@ frame for terminal output that is small and latency-bound, so it is off, as in t
 """
 
 from functions.terminal.routes import TerminalController, terminal_socket
+from functions.terminal.tickets import terminal_ticket
 from shared.app_factory import create_app
 
-app = create_app("terminal", [terminal_socket, TerminalController], uses_execution=True)
+app = create_app(
+    "terminal", [terminal_socket, TerminalController, terminal_ticket], uses_execution=True
+)

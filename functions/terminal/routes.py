@@ -18,6 +18,7 @@ from litestar import Controller, WebSocket, get, post, websocket
 
 from functions.terminal.relay import CHANNEL_PROTOCOL, Relay, clamp_size
 from functions.terminal.schemas import TerminalResize, TerminalState
+from shared import tickets
 from shared.access import owned_session, session_access
 from shared.auth import (
     AuthUser,
@@ -47,8 +48,6 @@ async def _caller(socket: WebSocket, session_id: UUID) -> tuple[AuthUser | None,
     ticket, or the login cookie / bearer header."""
     ticket = socket.query_params.get("ticket")
     if ticket:
-        from shared import tickets
-
         redeemed = await tickets.redeem(ticket, session_id)
         if redeemed is None:
             return None, None

@@ -14,27 +14,37 @@ from functions.users.schemas import (
     UserLogin,
     UserRegister,
 )
-from shared.auth import AuthUser, client_address
+from shared.auth import AuthUser
 from shared.config import get_settings
 from shared.envelope import Envelope, ListEnvelope, ok, ok_list
 from shared.errors import error_responses
 from shared.schemas import LIMIT, SKIP, UserProfile, UserPublic
+from shared.web_security import client_address
 
 
 class UsersController(Controller):
     path = "/api/users"
     tags = ["users"]
 
-    @post("/register", operation_id="register", status_code=201, responses=error_responses(409))
-    async def register(self, data: UserRegister) -> Envelope[Registered]:
-        """Create an account. Usernames are unique case-insensitively, emails too."""
-        return ok(await service.register(data), "User registered")
+    @post(
+        "/register",
+        operation_id="register",
+        status_code=201,
+        responses=error_responses(409, 429),
+    )
+    async def register(self, request: Request, data: UserRegister) -> Envelope[Registered]:
+        """Create an account. Usernames are unique case-insensitively, emails too.
+
+        Rate limited per client address (429 with Retry-After)."""
+        settings = get_settings()
+        registered = await service.register(data, client_address(request.scope), settings)
+        return ok(registered, "User registered")
 
     @post("/login", operation_id="login", status_code=200, responses=error_responses(401, 429))
     async def login(self, request: Request, data: UserLogin) -> Response[Envelope[LoggedIn]]:
         """Log in with username (or email) and password; the token comes back and as a cookie."""
         settings = get_settings()
-        address = client_address(request)
+        address = client_address(request.scope)
         result = await service.login(data.username, data.password, address, settings)
         cookie = Cookie(
             key=settings.cookie_name,

@@ -1,4 +1,8 @@
-"""Accounts: registration, login and logout, the reviewer flag, the list of reviewers."""
+"""Accounts: registration, login and logout, the reviewer flag, the list of reviewers.
+
+Registration and login are rate limited in PostgreSQL (``shared.rate_limit``) and hash on the
+bounded password pool (``shared.auth``).
+"""
 
 from __future__ import annotations
 
@@ -8,21 +12,40 @@ import asyncpg
 
 from functions.users.schemas import LoggedIn, Registered, ReviewerStatusUpdate, UserRegister
 from shared import db
-from shared.auth import AuthUser, LoginLimiter, hash_password, new_token, verify_password
+from shared.access import release_reviews
+from shared.auth import AuthUser, hash_password, new_token, verify_password
 from shared.config import Settings
 from shared.envelope import utc_now
-from shared.errors import Conflict, Unauthorized
+from shared.errors import Conflict, Unauthorized, Unavailable
+from shared.rate_limit import RateLimiter
 from shared.schemas import UserProfile, UserPublic, public_user
 
 _PROFILE_COLUMNS = "id, username, email, is_reviewer, reviewer_level, created_at, updated_at"
 _WRONG_CREDENTIALS = "Invalid username or password"
+_TOO_MANY_FAILURES = "Too many failed logins; try again later"
+_TOO_MANY_REGISTRATIONS = "Too many registrations from this address; try again later"
 
 
 def profile(row: object) -> UserProfile:
     return UserProfile(**{key: row[key] for key in UserProfile.__struct_fields__})  # type: ignore[index]
 
 
-async def register(data: UserRegister) -> Registered:
+async def register(data: UserRegister, address: str, settings: Settings) -> Registered:
+    # Cheap checks first: the per-address limit, then whether the name or email is taken;
+    # only then the expensive hash (a flood of taken names never reaches the hash pool).
+    limiter = RateLimiter(settings.register_window_seconds, _TOO_MANY_REGISTRATIONS)
+    await limiter.reserve({f"register-addr:{address}": settings.register_max_per_address})
+    async with db.connection() as conn:
+        taken = await conn.fetchrow(
+            "SELECT bool_or(username_key = $1) AS username, bool_or(email_key = $2) AS email "
+            "FROM users WHERE username_key = $1 OR email_key = $2",
+            data.username.lower(),
+            data.email.lower(),
+        )
+    if taken["username"]:
+        raise Conflict("username: already registered")
+    if taken["email"]:
+        raise Conflict("email: already registered")
     password_hash = await hash_password(data.password)
     now = utc_now()
     try:
@@ -38,7 +61,7 @@ async def register(data: UserRegister) -> Registered:
                 password_hash,
                 now,
             )
-    except asyncpg.UniqueViolationError as exc:
+    except asyncpg.UniqueViolationError as exc:  # registered by someone else meanwhile
         field = "email" if "email" in (exc.constraint_name or "") else "username"
         raise Conflict(f"{field}: already registered") from None
     user = profile(row)
@@ -46,13 +69,9 @@ async def register(data: UserRegister) -> Registered:
 
 
 async def login(username: str, password: str, address: str, settings: Settings) -> LoggedIn:
-    limiter = LoginLimiter(
-        settings.login_max_failures,
-        settings.login_max_failures_per_address,
-        settings.login_window_seconds,
-    )
-    keys = limiter.keys(username, address)
-    await limiter.check(keys)
+    """Every attempt is admitted by the limiter BEFORE the password is checked, so parallel
+    guesses cannot outrun the count; a success takes its attempt back and clears the
+    account's failures."""
     key = username.strip().lower()
     async with db.connection() as conn:
         row = await conn.fetchrow(
@@ -60,9 +79,22 @@ async def login(username: str, password: str, address: str, settings: Settings) 
             f"WHERE username_key = $1 OR email_key = $1 ORDER BY (username_key = $1) DESC LIMIT 1",
             key,
         )
-    if not await verify_password(row["password_hash"] if row else None, password):
-        await limiter.record_failure(keys)
-        raise Unauthorized(_WRONG_CREDENTIALS)
+    # Per account (its username and email share one count), else per name tried.
+    user_key = f"login-user:{row['id']}" if row else f"login-user:{key[:320]}"
+    limiter = RateLimiter(settings.login_window_seconds, _TOO_MANY_FAILURES)
+    attempt = await limiter.reserve(
+        {
+            user_key: settings.login_max_failures,
+            f"login-addr:{address}": settings.login_max_failures_per_address,
+        }
+    )
+    try:
+        verified = await verify_password(row["password_hash"] if row else None, password)
+    except Unavailable:
+        await limiter.release(attempt)  # never evaluated: it must not count
+        raise
+    if not verified:
+        raise Unauthorized(_WRONG_CREDENTIALS)  # the attempt stays counted as a failure
     token, token_hash = new_token()
     now = utc_now()
     expires_at = now + timedelta(seconds=settings.token_ttl_seconds)
@@ -75,7 +107,8 @@ async def login(username: str, password: str, address: str, settings: Settings) 
             now,
             expires_at,
         )
-        await conn.execute("DELETE FROM login_failures WHERE key = $1", keys[0])
+        await limiter.release(attempt)
+        await limiter.clear(user_key)
     return LoggedIn(user=profile(row), token=token, expires_at=expires_at)
 
 
@@ -96,15 +129,20 @@ async def me(user: AuthUser) -> UserProfile:
 async def set_reviewer_status(user: AuthUser, data: ReviewerStatusUpdate) -> UserProfile:
     # Off clears the level; on without a level means level 1.
     level = (data.reviewer_level or 1) if data.is_reviewer else None
-    async with db.connection() as conn:
+    now = utc_now()
+    async with db.transaction(), db.connection() as conn:
         row = await conn.fetchrow(
             f"UPDATE users SET is_reviewer = $2, reviewer_level = $3, updated_at = $4 "
             f"WHERE id = $1 RETURNING {_PROFILE_COLUMNS}",
             user.id,
             data.is_reviewer,
             level,
-            utc_now(),
+            now,
         )
+        if not data.is_reviewer:
+            # Reading a workspace as its reviewer needs the flag; nobody waits on a reviewer
+            # who left: their open reviews go back to the pool.
+            await release_reviews(user.id, now)
     return profile(row)
 
 

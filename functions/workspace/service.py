@@ -25,7 +25,7 @@ from functions.workspace.schemas import (
     WorkspaceStatus,
 )
 from shared import db, workspace_service, workspace_store
-from shared.access import NOT_FOUND_MESSAGE, OPEN_REVIEW_STATUSES, owned_session, readable_session
+from shared.access import NOT_FOUND_MESSAGE, owned_session, readable_session, reviewer_reads
 from shared.auth import UNAUTHORIZED_MESSAGE, AuthUser, presented_token_hash, user_for_token
 from shared.config import Settings
 from shared.content import decode_content, encode_content
@@ -88,13 +88,7 @@ async def list_files(
 # No row: the token is not valid; is_owner NULL: no such workspace.
 _READ_FILE = f"""
 SELECT coalesce(s.user_id = t.user_id, false) AS is_owner,
-       EXISTS (
-           SELECT 1 FROM review_requests r
-           WHERE r.session_id = s.id
-             AND r.status IN ({", ".join(f"'{status}'" for status in OPEN_REVIEW_STATUSES)})
-             AND (r.assigned_to = t.user_id
-                  OR (r.assigned_to IS NULL AND r.status = 'pending' AND u.is_reviewer))
-       ) AS can_review,
+       coalesce({reviewer_reads("s.id", "t.user_id", "u.is_reviewer")}, false) AS can_review,
        f.type, f.content, f.size, f.version, f.updated_at
 FROM login_tokens t
 JOIN users u ON u.id = t.user_id

@@ -1,4 +1,4 @@
-"""Accounts: users, their login tokens (hash only) and recent failed logins."""
+"""Accounts: users, their login tokens (hash only) and the rate limiters' recent events."""
 
 from piccolo.columns import (
     Boolean,
@@ -36,9 +36,10 @@ class LoginToken(Table, tablename="login_tokens"):
     revoked_at = Timestamptz(null=True, default=None)
 
 
-class LoginFailure(Table, tablename="login_failures"):
-    """One row per failed login, keyed by "user:<name>" and "addr:<ip>"; old rows are pruned."""
+class RateEvent(Table, tablename="rate_events"):
+    """One row per counted attempt (a failed or in-flight login, a registration), keyed by
+    "login-user:<name>", "login-addr:<ip>", "register-addr:<ip>"; rows past expiry are pruned."""
 
     id = Serial(primary_key=True)
     key = Varchar(length=400, index=True)
-    created_at = Timestamptz(index=True)
+    expires_at = Timestamptz(index=True)
