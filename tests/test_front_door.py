@@ -1,5 +1,5 @@
 """The front door and the web IDE's files: docs that work offline, the root's content
-negotiation, the favicon, the IDE's static serving, and what each image can import.
+negotiation, the favicon, and the IDE's static serving.
 
 The docs pages are read through the real gateway; the IDE server is ``uvicorn ingress.ide:app``
 (what the web image runs) in a subprocess over a real socket, on a build made here.
@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -286,63 +285,3 @@ def test_without_a_build_the_ide_page_says_how_to_build_it(tmp_path: Path) -> No
         assert page.headers["content-type"].startswith("text/html")
         assert "npm ci && npm run build" in page.text
         assert httpx.get(base + "/ide/assets/index-3f2a9c.js").status_code == 503
-
-
-# ---- what each image can import --------------------------------------------------------
-
-
-def _python(code: str, cwd: Path, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
-
-
-@pytest.mark.parametrize("function", ["users", "terminal"])
-def test_a_function_runs_from_its_own_code_and_shared_alone(tmp_path: Path, function: str) -> None:
-    """What docker/function.Dockerfile copies: shared/ and functions/<name>/, nothing else."""
-    shutil.copytree(ROOT / "shared", tmp_path / "shared")
-    (tmp_path / "functions").mkdir()
-    shutil.copy(ROOT / "functions" / "__init__.py", tmp_path / "functions")
-    shutil.copytree(ROOT / "functions" / function, tmp_path / "functions" / function)
-    code = f"""
-import sys
-sys.path.insert(0, {str(tmp_path)!r})
-import functions.{function}.app as module
-assert module.__file__.startswith({str(tmp_path)!r}), module.__file__
-paths = {{r.path for r in module.app.routes}}
-assert "/openapi.json" in paths and "/livez" in paths and "/api/health" in paths, paths
-assert "/docs" not in paths and "/" not in paths, paths
-foreign = [m for m in sys.modules if m.split(".")[0] == "ingress"
-           or (m.startswith("functions.") and m.split(".")[1] != {function!r})]
-assert not foreign, foreign
-"""
-    _python(code, tmp_path)
-
-
-def test_the_front_door_serves_a_baked_document_without_importing_any_function(
-    tmp_path: Path,
-) -> None:
-    baked = tmp_path / "openapi.json"
-    subprocess.run(
-        [sys.executable, "-m", "ingress.openapi", str(baked)], cwd=ROOT, check=True, timeout=120
-    )
-    code = """
-import json, os, sys
-import ingress.front as front
-document = front.front_document(front.app)
-expected = json.loads(open(os.environ["OPENAPI_FILE"]).read())
-assert expected["components"]["securitySchemes"]["cookie"]["name"] == "cep_token"
-# The cookie's name is configuration: the served document follows it, not the build's.
-expected["components"]["securitySchemes"]["cookie"]["name"] = "other_cookie"
-assert document == expected
-assert "/api/workspace/{workspace_id}/files" in document["paths"]
-assert not [m for m in sys.modules if m.startswith("functions")], "a function was imported"
-"""
-    _python(code, ROOT, {"OPENAPI_FILE": str(baked), "AUTH_COOKIE_NAME": "other_cookie"})
