@@ -2,14 +2,15 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+DOCS_UI := ingress/docs_ui
 
-.PHONY: run test bench bench-terminal migrate lint clean
+.PHONY: run test bench bench-terminal migrate lint clean docs-ui
 
-run: $(VENV)/.installed
+run: $(VENV)/.installed $(DOCS_UI)/node_modules/.installed
 	@scripts/system-deps.sh
 	$(BIN)/python -m ingress
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(DOCS_UI)/node_modules/.installed
 	@scripts/system-deps.sh --test
 	$(BIN)/python -m pytest
 
@@ -31,5 +32,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
+# The JavaScript and CSS of /docs and /redoc, exactly as the lockfile pins them (no install scripts).
+docs-ui: $(DOCS_UI)/node_modules/.installed
+$(DOCS_UI)/node_modules/.installed: $(DOCS_UI)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js 18+ (apt-get install -y nodejs npm)" >&2; exit 1; }
+	SCARF_ANALYTICS=false npm ci --prefix $(DOCS_UI) --ignore-scripts --omit=peer --no-audit --no-fund
+	touch $@
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache $(DOCS_UI)/node_modules

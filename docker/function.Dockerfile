@@ -2,7 +2,8 @@
 # One image per function, from one file. Build from the repository root:
 #   docker build -f docker/function.Dockerfile --build-arg FUNCTION=users \
 #     -t registry.example.com/coding-platform/users:1.0.0 .
-# FUNCTION is one of: users, sessions, workspace, reviews, terminal.
+# FUNCTION is one of: users, sessions, workspace, reviews, terminal. The image holds that
+# function and the shared package, nothing else: no other function, no ingress layer.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---- build: dependencies into a virtualenv, the sources into /app -------------------------
@@ -18,15 +19,20 @@ WORKDIR /src
 COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt
-COPY . .
-# The image carries the shared package, the route table and the functions' code (a few hundred
-# KiB): the users function is the front door and documents every function in its merged OpenAPI.
-# Only ${FUNCTION} runs in it.
+COPY shared ./shared
+COPY functions ./functions
+COPY piccolo_conf.py ./
 RUN test -f "functions/${FUNCTION}/app.py" || (echo "no functions/${FUNCTION}/app.py" >&2; exit 1) \
- && cp -r shared ingress functions /app/ \
- && if [ -f piccolo_conf.py ]; then cp piccolo_conf.py /app/; fi \
+ && mkdir -p /app/functions \
+ && cp -r shared piccolo_conf.py /app/ \
+ && cp functions/__init__.py /app/functions/ \
+ && cp -r "functions/${FUNCTION}" /app/functions/ \
  && find /app -name '__pycache__' -prune -exec rm -rf {} + \
  && python -m compileall -q /app
+# The log configuration the command below names (uvicorn logs no query string with it).
+RUN test -f /app/shared/logsafe.json || (echo "shared/logsafe.json is missing" >&2; exit 1)
+# Proof that the function runs from its own code and shared/ alone (nothing else is in /app).
+RUN cd /app && python -c "import functions.${FUNCTION}.app"
 
 # ---- runtime: no compilers, no pip cache, not root ----------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -36,13 +42,16 @@ RUN groupadd --gid 1000 app \
 COPY --from=build /opt/venv /opt/venv
 # Sources stay owned by root: the app cannot rewrite its own code (the pod also mounts / read-only).
 COPY --from=build /app /app
+# UVICORN_APP names the app uvicorn serves, so the Kubernetes manifests run any function
+# image with the same command.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    FUNCTION=${FUNCTION} \
+    UVICORN_APP=functions.${FUNCTION}.app:app \
     HOME=/tmp
 WORKDIR /app
 USER 1000:1000
 EXPOSE 8000
 # The Kubernetes manifests pass the same command explicitly; this default serves `docker run`.
-CMD ["sh", "-c", "exec uvicorn functions.${FUNCTION}.app:app --host 0.0.0.0 --port 8000 --proxy-headers --forwarded-allow-ips='*' --timeout-graceful-shutdown 20"]
+# X-Forwarded-For counts only from TRUSTED_PROXIES (nobody unless set).
+CMD ["sh", "-c", "exec uvicorn --host 0.0.0.0 --port 8000 --proxy-headers --forwarded-allow-ips \"${TRUSTED_PROXIES:-127.0.0.1}\" --log-config /app/shared/logsafe.json --timeout-graceful-shutdown 20"]

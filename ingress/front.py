@@ -1,20 +1,35 @@
-"""The front door: ``GET /`` and the merged OpenAPI of every function.
+"""The front door: what matches no prefix of the route table.
 
-The gateway serves these locally; in a cluster the users function does (the Ingress sends
-everything outside the function prefixes to it), so both places show the same documents.
+``GET /`` (browsers are sent to the IDE, API clients get the JSON root document),
+``/api/health/``, the merged OpenAPI of every function at ``/openapi.json`` with its pages
+``/docs`` and ``/redoc`` (ingress/pages.py), and the favicon. The local gateway sends it
+everything outside the prefixes; on Kubernetes it is its own Deployment, the Ingress's
+defaultBackend (``uvicorn ingress.front:app``), built from docker/front.Dockerfile.
+
+Its ``/api/health/`` is every function's: a database round trip, so the public health URL
+answers for the one dependency every function shares.
 """
 
 from __future__ import annotations
 
-import importlib
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 import msgspec
-from litestar import Litestar, get
+from litestar import Litestar, Request, Response, get
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.response import Redirect
 
-from ingress.routes import FUNCTIONS
-from shared.docs import API_TITLE, API_VERSION, app_openapi, merge_openapi
+from ingress.pages import page_handlers
+from ingress.routes import FUNCTIONS, WEB, prefixes_of
+from shared.app_factory import create_app
+from shared.config import get_settings
+from shared.docs import API_TITLE, API_VERSION
 from shared.envelope import Envelope, ok
+
+IDE_URL = prefixes_of(WEB)[0] + "/"
 
 
 class RootInfo(msgspec.Struct):
@@ -23,31 +38,52 @@ class RootInfo(msgspec.Struct):
     docs: str
     redoc: str
     openapi: str
+    ide: str
     functions: list[str]
 
 
-@get("/", operation_id="root", tags=["health"], summary="What this API is")
-async def root() -> Envelope[RootInfo]:
+@get(
+    "/",
+    operation_id="root",
+    tags=["health"],
+    summary="What this API is",
+    responses={
+        302: ResponseSpec(
+            data_container=None, description="A browser (Accept: text/html) is sent to the IDE"
+        )
+    },
+)
+async def root(request: Request) -> Response[Envelope[RootInfo]]:
+    """The API's name, version, where its documentation is, and its functions. A browser
+    asking for HTML is redirected to the web IDE instead."""
+    vary = {"Vary": "Accept"}
+    if request.accept.best_match(["application/json", "text/html"]) == "text/html":
+        return Redirect(IDE_URL, status_code=302, headers=vary)  # type: ignore[return-value]
     info = RootInfo(
         name=API_TITLE,
         version=API_VERSION,
         docs="/docs",
         redoc="/redoc",
         openapi="/openapi.json",
+        ide=IDE_URL,
         functions=list(FUNCTIONS),
     )
-    return ok(info, "Code Execution Platform API")
+    return Response(ok(info, "Code Execution Platform API"), headers=vary)
 
 
-def front_door_handlers() -> list[Any]:
-    return [root]
+def front_document(front: Litestar) -> dict[str, Any]:
+    """The merged document: baked into the image (``OPENAPI_FILE``), or computed here."""
+    baked = os.environ.get("OPENAPI_FILE")
+    if not baked:
+        from ingress.openapi import merged_openapi
+
+        return merged_openapi()
+    document = json.loads(Path(baked).read_text())
+    # The cookie's name is configuration; the image was built with the default.
+    schemes = document.get("components", {}).get("securitySchemes", {})
+    if "cookie" in schemes:
+        schemes["cookie"]["name"] = get_settings().cookie_name
+    return document
 
 
-def function_app(name: str) -> Litestar:
-    return importlib.import_module(f"functions.{name}.app").app
-
-
-def merged_openapi(front: Litestar | None = None) -> dict[str, Any]:
-    """Every function's OpenAPI document merged into one."""
-    documents = [app_openapi(function_app(name)) for name in FUNCTIONS]
-    return merge_openapi(documents)
+app = create_app("front", [root, *page_handlers()], docs=front_document)

@@ -1,9 +1,10 @@
-"""The local gateway: every function in one process, dispatched by the route table.
+"""The local gateway: every service in one process, dispatched by the route table.
 
-It plays the Kubernetes Ingress on a laptop: a request goes to the function whose prefix
-matches (longest wins), anything else to the front door (the users function, which serves
-``/``, health and the merged docs). Lifespan events are forwarded to every function, whose
-startups are ref-counted, so the database pool and the execution runtime open once.
+It plays the Kubernetes Ingress on a laptop: a request goes to the service whose prefix
+matches (longest wins): a function, or the web IDE's files (ingress/ide.py); anything else
+goes to the front door (ingress/front.py: ``/``, health, the merged docs). Lifespan events
+are forwarded to every app, whose startups are ref-counted, so the database pool and the
+execution runtime open once.
 """
 
 from __future__ import annotations
@@ -11,24 +12,24 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ingress.front import function_app
-from ingress.routes import DEFAULT_FUNCTION, FUNCTIONS, function_for_path
+from ingress import front, ide
+from ingress.openapi import function_app
+from ingress.routes import FRONT_DOOR, FUNCTIONS, WEB, service_for_path
 
 Scope = dict[str, Any]
 
 
 class Gateway:
     def __init__(self) -> None:
-        self.apps = {name: function_app(name) for name in FUNCTIONS}
-        self.default = self.apps[DEFAULT_FUNCTION]
+        self.apps: dict[str, Any] = {name: function_app(name) for name in FUNCTIONS}
+        self.apps[FRONT_DOOR] = front.app
+        self.apps[WEB] = ide.app
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
-        name = function_for_path(scope["path"])
-        app = self.apps[name] if name else self.default
-        await app(scope, receive, send)
+        await self.apps[service_for_path(scope["path"])](scope, receive, send)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         runners = [_LifespanRunner(app) for app in self.apps.values()]

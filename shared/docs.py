@@ -1,6 +1,8 @@
-"""OpenAPI documents and the pages that render them: /openapi.json, /docs (Swagger UI), /redoc.
+"""OpenAPI documents: a function's own ``/openapi.json``, and the merge of several into one.
 
-A function serves its own document; the gateway serves the merge of every function's.
+Every function serves its own document; the front door (ingress/front.py) serves the merge of
+every function's, with the pages that render it (``/docs``, ``/redoc``), so a function's image
+needs no JavaScript.
 """
 
 from __future__ import annotations
@@ -9,36 +11,25 @@ import copy
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from litestar import Litestar, MediaType, Response, get
+import msgspec
+from litestar import Litestar, Response, get
 
 API_VERSION = "1.0.0"
 API_TITLE = "Code Execution Platform"
+OPENAPI_MEDIA_TYPE = "application/vnd.oai.openapi+json"
 
-_SWAGGER = """<!doctype html>
-<html><head><meta charset="utf-8"><title>{title} - Swagger UI</title>
-<link rel="stylesheet"
- href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"></head>
-<body><div id="swagger-ui"></div>
-<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>
-SwaggerUIBundle({{url: "/openapi.json", dom_id: "#swagger-ui", withCredentials: true}});
-</script>
-</body></html>"""
-
-_REDOC = """<!doctype html>
-<html><head><meta charset="utf-8"><title>{title} - ReDoc</title></head>
-<body><redoc spec-url="/openapi.json"></redoc>
-<script src="https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js"></script>
-</body></html>"""
+# An operation that can answer 401 needs a credential: the login cookie or a bearer token.
+AUTHENTICATED = [{"bearer": []}, {"cookie": []}]
 
 
 def merge_openapi(documents: Iterable[dict[str, Any]], title: str = API_TITLE) -> dict[str, Any]:
-    """One document from several: paths and components united, conflicts refused loudly."""
+    """One document from several: paths and every kind of component united (conflicts refused
+    loudly), and each operation's security stated on the operation itself."""
     merged: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": title, "version": API_VERSION},
         "paths": {},
-        "components": {"schemas": {}},
+        "components": {"schemas": {}, "securitySchemes": {}},
         "tags": [],
     }
     seen_tags: set[str] = set()
@@ -47,18 +38,35 @@ def merge_openapi(documents: Iterable[dict[str, Any]], title: str = API_TITLE) -
             if path in merged["paths"] and merged["paths"][path] != item:
                 raise ValueError(f"two functions document the path {path}")
             merged["paths"][path] = copy.deepcopy(item)
-        for name, schema in document.get("components", {}).get("schemas", {}).items():
-            existing = merged["components"]["schemas"].get(name)
-            if existing is not None and existing != schema:
-                raise ValueError(f"two functions define the schema {name} differently")
-            merged["components"]["schemas"][name] = copy.deepcopy(schema)
+        for section, entries in document.get("components", {}).items():
+            target = merged["components"].setdefault(section, {})
+            for name, value in entries.items():
+                if name in target and target[name] != value:
+                    raise ValueError(f"two functions define {section}/{name} differently")
+                target[name] = copy.deepcopy(value)
         for tag in document.get("tags", []) or []:
             if tag["name"] not in seen_tags:
                 seen_tags.add(tag["name"])
                 merged["tags"].append(tag)
     if not merged["tags"]:
         del merged["tags"]
+    _state_security(merged)
     return merged
+
+
+def _state_security(document: dict[str, Any]) -> None:
+    """Per operation, not globally: register, login, root and health need no credential."""
+    schemes = document["components"].get("securitySchemes", {})
+    if not schemes:
+        return
+    for item in document["paths"].values():
+        for operation in item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            if "401" in operation["responses"] and operation["operationId"] != "login":
+                operation["security"] = copy.deepcopy(AUTHENTICATED)
+            else:
+                operation.pop("security", None)
 
 
 def app_openapi(app: Litestar) -> dict[str, Any]:
@@ -66,23 +74,14 @@ def app_openapi(app: Litestar) -> dict[str, Any]:
 
 
 def docs_handlers(document: Callable[[], dict[str, Any]], title: str) -> list[Any]:
-    """Handlers for /openapi.json, /docs and /redoc serving ``document()`` (computed once)."""
+    """``/openapi.json`` serving ``document()``, computed once. (``title`` names the app in
+    logs; the pages that render the document belong to the front door.)"""
     cache: dict[str, bytes] = {}
 
-    @get("/openapi.json", include_in_schema=False, media_type="application/vnd.oai.openapi+json")
+    @get("/openapi.json", include_in_schema=False, media_type=OPENAPI_MEDIA_TYPE)
     async def openapi_json() -> Response[bytes]:
         if "json" not in cache:
-            import msgspec
-
             cache["json"] = msgspec.json.encode(document())
-        return Response(cache["json"], media_type="application/vnd.oai.openapi+json")
+        return Response(cache["json"], media_type=OPENAPI_MEDIA_TYPE)
 
-    @get("/docs", include_in_schema=False, media_type=MediaType.HTML)
-    async def swagger() -> str:
-        return _SWAGGER.format(title=title)
-
-    @get("/redoc", include_in_schema=False, media_type=MediaType.HTML)
-    async def redoc() -> str:
-        return _REDOC.format(title=title)
-
-    return [openapi_json, swagger, redoc]
+    return [openapi_json]
