@@ -3,15 +3,30 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench bench-terminal migrate lint clean
+.PHONY: run test web bench bench-terminal migrate lint clean
 
-run: $(VENV)/.installed
+run: $(VENV)/.installed web
 	@scripts/system-deps.sh
 	$(BIN)/python -m ingress
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed web
 	@scripts/system-deps.sh --test
 	$(BIN)/python -m pytest
+
+# The web IDE (web/): npm ci when the lockfile changed, a Vite build when a source did.
+WEB_SOURCES := $(shell find web/src web/e2e -type f 2>/dev/null) web/index.html \
+	web/tsconfig.json web/vite.config.ts web/vite.e2e.config.ts
+
+web: web/dist/index.html
+
+web/node_modules/.installed: web/package.json web/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "npm is needed to build the IDE: install Node.js 20.19 or newer" >&2; exit 1; }
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+web/dist/index.html: web/node_modules/.installed $(WEB_SOURCES)
+	cd web && npm run --silent build
+	touch $@
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/http.py
@@ -32,4 +47,4 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache web/node_modules web/dist web/dist-e2e
