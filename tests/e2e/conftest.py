@@ -1,21 +1,18 @@
-"""Browser fixtures: the system's Chromium driven by Playwright, the IDE's address, probes.
+"""Browser fixtures: the system's Chromium driven by Playwright, and the IDE's address.
 
-The browser is Debian's ``/usr/bin/chromium`` (``scripts/system-deps.sh --test`` installs it);
-Playwright's own browser download is never used. The IDE is opened where the platform serves
-it (``/ide/``); until the platform does, a test front (``front.py``) serves ``web/dist`` on one
-origin with the real platform behind it. Each step's screenshot lands in
+The browser is the system's Chromium (``chromium.py``). The IDE is opened where the platform
+serves it (``/ide/``); until the platform does, a test front (``front.py``) serves ``web/dist``
+on one origin with the real platform behind it. Each step's screenshot lands in
 ``tests/e2e/artifacts/<test>/`` (git-ignored), and a failing test adds one of every open page.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
-from functools import cache
 from pathlib import Path
 
 import httpx
@@ -23,23 +20,13 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.conftest import ROOT
+from tests.e2e.chromium import CHROMIUM, launch
 from tests.e2e.front import Front
-from tests.helpers import PASSWORD, Platform, User, new_user, new_workspace
+from tests.e2e.probes import platform_serves_ide, terminal_speaks_channel_mode
+from tests.helpers import Platform
 
-CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-# Headless and quiet: this machine has no network, so Chromium's own background traffic
-# (updates, sync, field trials) is switched off instead of failing at every start.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 WEB = ROOT / "web"
-SUBPROTOCOL = "channel.v1.terminal"
 TIMEOUT_MS = 20_000
 
 
@@ -48,50 +35,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
-
-
-@cache
-def platform_serves_ide(base_url: str) -> bool:
-    """Does the platform itself serve the IDE at /ide/ (the lead's ingress change)?"""
-    try:
-        response = httpx.get(base_url + "/ide/", timeout=10)
-    except httpx.TransportError:
-        return False
-    return response.status_code == 200 and 'content="cep-ide"' in response.text
-
-
-@cache
-def terminal_speaks_channel_mode(base_url: str, ws_url: str) -> bool:
-    """Does the terminal WebSocket accept the channel subprotocol (the new terminal protocol,
-    which brings channel and plain mode together)?"""
-    from websockets.sync.client import connect
-
-    with httpx.Client(base_url=base_url, timeout=30) as anonymous:
-        user = new_user(anonymous)
-    workspace = new_workspace(user)
-    headers = {**user.headers, "Cookie": login_cookie(base_url, user)}
-    try:
-        with connect(
-            f"{ws_url}/api/terminal/ws/{workspace}",
-            subprotocols=[SUBPROTOCOL],
-            additional_headers=headers,
-            open_timeout=30,
-        ) as socket:
-            return socket.subprotocol == SUBPROTOCOL
-    except Exception:  # noqa: BLE001 - any refusal means "not available"
-        return False
-    finally:
-        user.client.delete(f"/api/postgres_sessions/{workspace}")
-        user.client.close()
-
-
-def login_cookie(base_url: str, user: User) -> str:
-    """A Cookie header of a fresh login of ``user`` (whatever the cookie is named)."""
-    response = httpx.post(
-        base_url + "/api/users/login", json={"username": user.username, "password": PASSWORD}
-    )
-    assert response.status_code == 200, response.text
-    return "; ".join(f"{name}={value}" for name, value in response.cookies.items())
 
 
 @pytest.fixture(scope="package")
@@ -133,9 +76,7 @@ def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is absent: scripts/system-deps.sh --test installs chromium")
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
+        launched = launch(playwright)
         yield launched
         launched.close()
 

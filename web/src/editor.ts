@@ -58,12 +58,16 @@ export class Editor {
     if (path === this.path && !this.dirty) return;
     if (!(await this.confirmDiscard())) return;
     try {
-      const { data, etag } = await api.readFile(this.options.workspaceId, path);
+      // the language's chunk loads while the file is fetched
+      const [{ data, etag }, language] = await Promise.all([
+        api.readFile(this.options.workspaceId, path),
+        languageFor(path),
+      ]);
       if (data.encoding === "base64") {
         this.showBinary(path, data.size);
         return;
       }
-      await this.load(path, data.content, etag, data.version);
+      this.load(path, data.content, etag, data.version, language);
     } catch (err) {
       toast(err instanceof Error ? err.message : String(err), "error");
     }
@@ -196,8 +200,7 @@ export class Editor {
     await this.open(path);
   }
 
-  private async load(path: string, content: string, etag: string | null, version: number): Promise<void> {
-    const language = await languageFor(path);
+  private load(path: string, content: string, etag: string | null, version: number, language: Extension): void {
     this.path = path;
     this.etag = etag ?? `"${version}"`;
     this.version = version;

@@ -192,6 +192,7 @@ export class TerminalPane {
       this.lastPong = Date.now();
     } else if (message.type === "status") {
       if (message.state === "ready") {
+        if (performance.getEntriesByName("ide:terminal-ready").length === 0) performance.mark("ide:terminal-ready");
         this.attempt = 0;
         this.setState("ready", "ok");
       } else if (message.state === "starting") {

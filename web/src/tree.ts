@@ -103,7 +103,7 @@ export class FileTree {
           "span",
           { class: "tree-actions" },
           h("button", { type: "button", title: "Rename", "aria-label": `Rename ${entry.path}`, onclick: () => void this.rename(entry) }, "✎"),
-          h("button", { type: "button", title: "Delete", "aria-label": `Delete ${entry.path}`, onclick: () => void this.remove(entry) }, "🗑"),
+          h("button", { type: "button", title: "Delete", "aria-label": `Delete ${entry.path}`, onclick: () => void this.remove(entry) }, "×"),
         ),
       );
     }
