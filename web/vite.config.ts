@@ -13,6 +13,9 @@ export default defineConfig({
     chunkSizeWarningLimit: 800,
   },
   server: {
+    // 3000 is one of the platform's default CORS origins, so its Origin checks accept the page
+    port: 3000,
+    strictPort: true,
     proxy: {
       "/api": { target: platform, ws: true },
       "/workspace": { target: platform },
