@@ -50,9 +50,7 @@ def web_build() -> Path:
 
 @pytest.fixture(scope="package")
 def front(platform: Platform, web_build: Path) -> Iterator[Front]:
-    static = {"/e2e/": web_build / "dist-e2e"}
-    if not platform_serves_ide(platform.base_url):
-        static["/ide/"] = web_build / "dist"
+    static = {"/e2e/": web_build / "dist-e2e", "/ide/": web_build / "dist"}
     running = Front(platform.base_url, static)
     running.start()
     yield running

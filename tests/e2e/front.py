@@ -1,11 +1,11 @@
 """A same-origin front door for the browser tests: static pages next to the real platform.
 
-It serves ``/e2e/`` (test pages, ``web/dist-e2e``) and, while the platform does not serve the
-IDE itself, ``/ide/`` (``web/dist``); every other request, HTTP or WebSocket, is forwarded to
-the platform unchanged: method, body, cookies, ``Host``, ``Origin`` and the WebSocket
-subprotocol the browser asked for, and back the status, headers (every ``Set-Cookie``), the
-subprotocol the platform chose, frames of the same type, and the close code and reason. So a
-page served here is same-origin with the API exactly as it is behind the ingress.
+It serves ``/e2e/`` (test pages, ``web/dist-e2e``) and ``/ide/`` (``web/dist``); every other
+request, HTTP or WebSocket, is forwarded to the platform unchanged: method, body, cookies,
+``Host``, ``Origin`` and the WebSocket subprotocol the browser asked for, and back the status,
+headers (every ``Set-Cookie``), the subprotocol the platform chose, frames of the same type,
+and the close code and reason. So a page served here is same-origin with the API exactly as it
+is behind the ingress; and a test can cut its WebSockets as a restarting server would.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ class Front:
         self.url = ""
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._sockets: set[web.WebSocketResponse] = set()
 
     def start(self) -> str:
         self.thread.start()
@@ -65,6 +66,17 @@ class Front:
         asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+
+    def drop_websockets(self, code: int = 1012) -> int:
+        """Close every browser WebSocket as a restarting server would; returns how many."""
+
+        async def drop() -> int:
+            sockets = list(self._sockets)
+            for socket in sockets:
+                await socket.close(code=code, message=b"front restarting")
+            return len(sockets)
+
+        return asyncio.run_coroutine_threadsafe(drop(), self.loop).result(30)
 
     async def _start(self) -> str:
         self._session = aiohttp.ClientSession(auto_decompress=False)
@@ -143,6 +155,7 @@ class Front:
         chosen = (upstream.protocol,) if upstream.protocol else ()
         browser = web.WebSocketResponse(protocols=chosen, max_msg_size=0, compress=False)
         await browser.prepare(request)
+        self._sockets.add(browser)
         tasks = [
             asyncio.create_task(self._pump_up(browser, upstream)),
             asyncio.create_task(self._pump_down(upstream, browser)),
@@ -152,6 +165,7 @@ class Front:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        self._sockets.discard(browser)
         await upstream.close()
         await browser.close()
         return browser

@@ -4,6 +4,7 @@ until the platform accepts the channel subprotocol these tests skip and say so."
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import httpx
@@ -73,6 +74,45 @@ def test_the_terminal_shows_its_recent_output_again_after_a_page_reload(
     type_in_terminal(page, "echo after-$((40+3))-reload\n")
     expect(page.locator(".terminal-screen .xterm-rows")).to_contain_text("after-43-reload")
     snap(page, "replayed-after-reload")
+
+
+def test_the_terminal_reconnects_by_itself_and_shows_what_the_shell_printed(
+    page: Page, front: Front, api_client: httpx.Client, snap: Snap
+):
+    # through the test front, which can cut the connection as a restarting server would
+    _ready_workspace(page, front.url + "/ide/", api_client)
+    type_in_terminal(page, "echo before-$((40+2))-cut\n")
+    rows = page.locator(".terminal-screen .xterm-rows")
+    expect(rows).to_contain_text("before-42-cut")
+    assert front.drop_websockets() == 1
+    expect(page.get_by_test_id("terminal-state")).to_contain_text("reconnecting")
+    snap(page, "connection-cut")
+    expect(page.get_by_test_id("terminal-state")).to_have_text("ready")
+    expect(rows).to_contain_text("before-42-cut")  # replayed by the platform on reattach
+    type_in_terminal(page, "echo after-$((40+3))-cut\n")
+    expect(rows).to_contain_text("after-43-cut")
+    snap(page, "reconnected")
+
+
+def test_the_shell_gets_the_size_of_the_pane_when_the_window_is_resized(
+    page: Page, ide_url: str, api_client: httpx.Client, snap: Snap
+):
+    _ready_workspace(page, ide_url, api_client)
+
+    def shell_size(tag: str) -> tuple[int, int]:
+        type_in_terminal(page, f"echo {tag}-$(stty size | tr ' ' x)-end\n")
+        pattern = re.compile(rf"{tag}-(\d+)x(\d+)-end")
+        expect(page.locator(".terminal-screen .xterm-rows")).to_contain_text(pattern)
+        rows, cols = pattern.search(terminal_text(page)).groups()
+        return int(rows), int(cols)
+
+    small = shell_size("small")
+    page.set_viewport_size({"width": 1600, "height": 1000})
+    # xterm.js draws one row element per row: once it has more, the resize was sent
+    expect(page.locator(".terminal-screen .xterm-rows > div")).not_to_have_count(small[0])
+    bigger = shell_size("bigger")
+    assert bigger[0] > small[0] and bigger[1] > small[1], (small, bigger)
+    snap(page, "resized")
 
 
 def test_a_flood_of_output_arrives_whole_and_the_terminal_keeps_answering(

@@ -88,7 +88,11 @@ export function askForm(
     const first = inputs.values().next().value;
     if (first) {
       first.focus();
-      if (first instanceof HTMLInputElement) first.select();
+      // a folder prefix ("pkg/") is a start to type after; anything else is there to replace
+      if (first instanceof HTMLInputElement) {
+        if (first.value.endsWith("/")) first.setSelectionRange(first.value.length, first.value.length);
+        else first.select();
+      }
     }
   });
 }

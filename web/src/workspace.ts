@@ -11,7 +11,7 @@ import { h, replace } from "./dom";
 import { Editor } from "./editor";
 import { ReviewBadge } from "./reviews";
 import { StatusPanel } from "./status";
-import { TerminalPane } from "./terminal";
+import type { TerminalPane } from "./terminal";
 import { FileTree } from "./tree";
 
 const REFRESH_MS = 15_000;
@@ -32,7 +32,10 @@ export function renderWorkspace(root: HTMLElement, workspaceId: string, onUnauth
   });
   const status = new StatusPanel(workspaceId);
   const badge = new ReviewBadge(workspaceId);
-  const terminal = new TerminalPane({ workspaceId, onQuiet: () => void refresh(), onUnauthenticated });
+  // xterm.js is its own chunk, loaded after the editor is usable
+  const terminalSlot = h("div", { class: "terminal-slot" });
+  let terminal: TerminalPane | null = null;
+  let disposed = false;
   const title = h("h1", { class: "workspace-title" }, "…");
 
   replace(
@@ -45,7 +48,7 @@ export function renderWorkspace(root: HTMLElement, workspaceId: string, onUnauth
         "div",
         { class: "workspace-grid" },
         h("aside", { class: "sidebar" }, tree.element, status.element),
-        h("main", { class: "work-area" }, editor.element, terminal.element),
+        h("main", { class: "work-area" }, editor.element, terminalSlot),
       ),
     ),
   );
@@ -101,6 +104,10 @@ export function renderWorkspace(root: HTMLElement, workspaceId: string, onUnauth
     }
     performance.mark("ide:editor-ready"); // bench/browser.py: workspace opened to editable
     // The terminal starts the environment, and reads of a starting one wait for it: files first.
+    const { TerminalPane } = await import("./terminal");
+    if (disposed) return;
+    terminal = new TerminalPane({ workspaceId, onQuiet: () => void refresh(), onUnauthenticated });
+    terminalSlot.replaceWith(terminal.element);
     terminal.start();
     void status.refresh();
   })();
@@ -112,7 +119,8 @@ export function renderWorkspace(root: HTMLElement, workspaceId: string, onUnauth
       window.removeEventListener("focus", onFocus);
       window.removeEventListener("beforeunload", onBeforeUnload);
       window.clearInterval(timer);
-      terminal.dispose();
+      disposed = true;
+      terminal?.dispose();
     },
   };
 }
