@@ -4,15 +4,30 @@ VENV := .venv
 BIN := $(VENV)/bin
 DOCS_UI := ingress/docs_ui
 
-.PHONY: run test bench bench-terminal migrate lint clean docs-ui
+.PHONY: run test web docs-ui bench bench-terminal migrate lint clean
 
-run: $(VENV)/.installed $(DOCS_UI)/node_modules/.installed
+run: $(VENV)/.installed $(DOCS_UI)/node_modules/.installed web
 	@scripts/system-deps.sh
 	$(BIN)/python -m ingress
 
-test: $(VENV)/.installed $(DOCS_UI)/node_modules/.installed
+test: $(VENV)/.installed $(DOCS_UI)/node_modules/.installed web
 	@scripts/system-deps.sh --test
 	$(BIN)/python -m pytest
+
+# The web IDE (web/): npm ci when the lockfile changed, a Vite build when a source did.
+WEB_SOURCES := $(shell find web/src web/e2e -type f 2>/dev/null) web/index.html \
+	web/tsconfig.json web/vite.config.ts web/vite.e2e.config.ts
+
+web: web/dist/index.html
+
+web/node_modules/.installed: web/package.json web/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "npm is needed to build the IDE: install Node.js 20.19 or newer" >&2; exit 1; }
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+web/dist/index.html: web/node_modules/.installed $(WEB_SOURCES)
+	cd web && npm run --silent build
+	touch $@
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/http.py
@@ -40,4 +55,4 @@ $(DOCS_UI)/node_modules/.installed: $(DOCS_UI)/package-lock.json
 	touch $@
 
 clean:
-	rm -rf $(VENV) .pytest_cache $(DOCS_UI)/node_modules
+	rm -rf $(VENV) .pytest_cache $(DOCS_UI)/node_modules web/node_modules web/dist web/dist-e2e

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the system packages the platform and its tests need when they are missing:
-# bubblewrap (the local sandbox) and, for the tests, kubectl (renders the k8s manifests).
+# bubblewrap (the local sandbox) and, for the tests, kubectl (renders the k8s manifests) and
+# Chromium (the browser tests of the web IDE drive it through Playwright).
 # Run by `make run` / `make test`; installs only what is absent, and only where apt-get works.
 set -euo pipefail
 
@@ -8,6 +9,7 @@ want=()
 command -v bwrap >/dev/null 2>&1 || want+=(bubblewrap)
 if [ "${1:-}" = "--test" ]; then
   command -v kubectl >/dev/null 2>&1 || want+=(kubernetes-client)
+  [ -x /usr/bin/chromium ] || want+=(chromium)
 fi
 [ ${#want[@]} -eq 0 ] && exit 0
 
