@@ -123,13 +123,13 @@ class LocalBackend:
         return found
 
     def _tidy(self) -> None:
-        """Dead spares and half-made slots are removed; dead claimed slots are kept (their
-        workspace may hold unsynced work: ``find`` starts them again)."""
+        """Dead spares and slots abandoned half-made are removed; dead claimed slots are kept
+        (their workspace may hold unsynced work: ``find`` starts them again)."""
         for slot_dir in sorted((self.root / "slots").iterdir()):
             slot = local_slots.load(slot_dir)
             if slot is None:
-                if (slot_dir / local_slots.META).exists() or not (slot_dir / "workspace").exists():
-                    shutil.rmtree(slot_dir, ignore_errors=True)
+                if local_slots.abandoned(slot_dir):
+                    local_slots.destroy_abandoned(slot_dir, self.containment)
                 continue
             if slot.session_id is None and not slot.alive():
                 local_slots.destroy(slot, self.containment)
@@ -293,8 +293,12 @@ class LocalBackend:
 
     def destroy_everything(self) -> None:
         """Every slot of this root, claimed or not (tests and `make clean`)."""
-        for slot in self._slots():
-            local_slots.destroy(slot, self.containment)
+        for slot_dir in sorted((self.root / "slots").iterdir()):
+            slot = local_slots.load(slot_dir)
+            if slot is None:
+                local_slots.destroy_abandoned(slot_dir, self.containment)
+            else:
+                local_slots.destroy(slot, self.containment)
         shutil.rmtree(self.root / "sessions", ignore_errors=True)
 
 

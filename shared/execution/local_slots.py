@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 META = "meta.json"
 CLAIM = "claim"
 SOCKET = "agent.sock"
+MAKER = "maker"  # "<pid> <start time>" of the process making the slot, until meta.json is saved
+ABANDONED_AFTER_SECONDS = 300.0  # a slot without meta.json or maker this old is abandoned
 
 
 class Containment:
@@ -86,6 +88,10 @@ class Containment:
         limits = self._limits(record)
         if limits is not None:
             limits.destroy()
+
+    def release_abandoned(self, slot_dir: Path) -> None:
+        """The same for a slot whose record was never saved (its maker died making it)."""
+        self.host.release_abandoned(slot_dir)
 
 
 def _start_time(pid: int) -> int | None:
@@ -169,6 +175,9 @@ def create(root: Path, config: SandboxSettings, containment: Containment) -> Slo
     slot_id = f"{int(time.time() * 1000):x}-{secrets.token_hex(4)}"
     slot_dir = root / "slots" / slot_id
     slot_dir.mkdir(parents=True, mode=0o711)
+    # Whoever finds this slot without meta.json can tell whether its maker is still at it.
+    me = os.getpid()
+    (slot_dir / MAKER).write_text(f"{me} {_start_time(me)}")
     os.chmod(slot_dir, 0o711)  # the sandbox's uid resolves the workspace below it
     slot = Slot(slot_dir, {"secret": secrets.token_hex(32), "created_at": time.time()})
     try:
@@ -177,6 +186,7 @@ def create(root: Path, config: SandboxSettings, containment: Containment) -> Slo
     except BaseException:
         destroy(slot, containment)
         raise
+    (slot_dir / MAKER).unlink()  # meta.json tells everything from now on
     return slot
 
 
@@ -270,6 +280,30 @@ def _child_pid(info_fd: int, pid: int, timeout: float = 10.0) -> int | None:
     except ValueError:
         return None
     return value if isinstance(value, int) else None
+
+
+def abandoned(slot_dir: Path) -> bool:
+    """A slot without a readable meta.json whose maker died before saving it (a server
+    killed while making a sandbox): its cgroup, volume and uid are nobody's now."""
+    try:
+        pid, started = (int(part) for part in (slot_dir / MAKER).read_text().split())
+    except (OSError, ValueError):  # not even the maker's name was written
+        try:
+            made = int(slot_dir.name.split("-", 1)[0], 16) / 1000
+        except ValueError:
+            return True  # not a name ``create`` gives
+        return time.time() - made > ABANDONED_AFTER_SECONDS
+    return _start_time(pid) != started
+
+
+def destroy_abandoned(slot_dir: Path, containment: Containment) -> None:
+    """End and free whatever an abandoned slot got before its maker died, then remove it."""
+    try:
+        containment.release_abandoned(slot_dir)
+    except Exception:
+        log.exception("could not free the abandoned sandbox %s", slot_dir.name)
+        return  # kept: a later start tries again rather than deleting files under a mount
+    shutil.rmtree(slot_dir, ignore_errors=True)
 
 
 def kill(slot: Slot, containment: Containment) -> None:

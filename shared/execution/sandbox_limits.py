@@ -199,6 +199,22 @@ class SandboxContainment:
         slot.volume.mount()
         return SlotLimits(slot.volume, cgroup, uid)
 
+    def release_abandoned(self, slot_dir: Path) -> None:
+        """End and free what ``create_slot`` made for ``slot_dir`` when no record of it was
+        ever saved (the process making the slot died): the cgroup named after it, the uid
+        lease it holds, its volume, each found where ``create_slot`` puts it."""
+        cgroup = None
+        if self.cgroups.mode is not None:
+            paths = {key: parent / slot_dir.name for key, parent in self.cgroups.parents.items()}
+            if any(path.is_dir() for path in paths.values()):
+                cgroup = CgroupSet(self.cgroups.mode, paths)
+        uid = None
+        for number, holder in self.uids.leases().items() if self.uids.enabled else ():
+            if holder == str(slot_dir):
+                uid = UidLease(number, slot_dir, self.uids.lease_dir)
+        volume = WorkspaceVolume.found_in(slot_dir)
+        SlotLimits(volume, cgroup, uid).destroy()
+
     def _cgroup(self, name: str) -> CgroupSet | None:
         if self.cgroups.mode is None:
             return None

@@ -210,6 +210,14 @@ class WorkspaceVolume:
             raise
         return volume
 
+    @classmethod
+    def found_in(cls, directory: Path) -> WorkspaceVolume:
+        """The volume ``create`` made (or began to make) in ``directory``, from its files."""
+        mountpoint, image = directory / MOUNT_NAME, directory / IMAGE_NAME
+        if image.exists() or mounted(mountpoint):
+            return cls("ext4", mountpoint, image, 0)
+        return cls("dir", mountpoint, None, 0)
+
     def mount(self) -> None:
         """Attach and mount the image if it is not mounted (after a reboot); idempotent."""
         if self.kind != "ext4" or mounted(self.mountpoint):
