@@ -55,7 +55,7 @@ def start_platform(database_url: str, extra_env: dict[str, str] | None = None) -
         "DATABASE_URL": database_url,
         "PORT": str(port),
         "HOST": "127.0.0.1",
-        "DATA_DIR": str(workdir / "data"),
+        "DATA_DIR": str(workdir / "data"),  # another platform's to share its sandboxes
         # The tests' client is the proxy: per-address tests name their client in
         # X-Forwarded-For. The suite registers hundreds of users from 127.0.0.1, far over the
         # production per-address limit; tests of that limit start a platform with their own.
@@ -79,6 +79,7 @@ def start_platform(database_url: str, extra_env: dict[str, str] | None = None) -
         log_path=log_path,
         workdir=workdir,
         log_file=log,
+        data_dir=Path(env["DATA_DIR"]),
     )
     deadline = time.monotonic() + 60
     while True:

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -27,6 +27,7 @@ class Platform:
     log_path: Path
     workdir: Path
     log_file: IO[bytes]
+    data_dir: Path  # DATA_DIR: several platforms may share one (and its sandboxes)
 
     def stop(self, *, keep_environments: bool = False) -> None:
         """Stop the gateway; its environments outlive it by design, so unless told to keep
@@ -41,7 +42,13 @@ class Platform:
         if not self.log_file.closed:
             self.log_file.close()
         if not keep_environments:
-            destroy_sandboxes(self.workdir / "data")
+            destroy_sandboxes(self.data_dir)
+
+    def kill(self) -> None:
+        """``kill -9`` the gateway: no shutdown work at all (its environments stay)."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=20)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -164,3 +171,92 @@ def destroy_sandboxes(data_dir: Path) -> None:
         return
     settings = Settings.from_env({"DATA_DIR": str(data_dir)})
     LocalBackend(settings.execution.sandbox).destroy_everything()
+
+
+# -- what a platform's sandboxes hold on the host (tests of survival and cleanup) -----------
+
+
+def sandbox_slots(data_dir: Path) -> dict[str, dict[str, Any]]:
+    """slot id -> its meta.json (``{}`` when it has none, or none readable yet)."""
+    import json
+
+    slots: dict[str, dict[str, Any]] = {}
+    root = data_dir / "sandboxes" / "slots"
+    for slot_dir in sorted(root.iterdir()) if root.exists() else []:
+        try:
+            slots[slot_dir.name] = json.loads((slot_dir / "meta.json").read_text())
+        except (OSError, ValueError):
+            slots[slot_dir.name] = {}
+    return slots
+
+
+def session_slot(data_dir: Path, session_id: str) -> str | None:
+    """The id of the slot the session's environment runs in, or None."""
+    link = data_dir / "sandboxes" / "sessions" / session_id
+    try:
+        return os.readlink(link).rsplit("/", 1)[-1]
+    except FileNotFoundError:
+        return None
+
+
+def slot_pids(meta: dict[str, Any]) -> set[int]:
+    """Every process in the slot's cgroup (its sandbox, agent, shells, programs)."""
+    cgroup = (meta.get("containment") or {}).get("cgroup") or {}
+    pids: set[int] = set()
+    for path in (cgroup.get("paths") or {}).values():
+        with suppress(OSError):
+            pids.update(int(p) for p in Path(path, "cgroup.procs").read_text().split())
+    return pids
+
+
+def _uids_of(pid: str) -> set[int]:
+    with suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("State:") and line.split()[1] == "Z":
+                return set()
+            if line.startswith("Uid:"):
+                return {int(u) for u in line.split()[1:]}
+    return set()
+
+
+@dataclass
+class SandboxTrace:
+    """Every slot and host uid a test's sandboxes were seen with, to check for leftovers."""
+
+    data_dir: Path
+    lease_dir: Path
+    slots: set[str] = field(default_factory=set)
+    uids: set[int] = field(default_factory=set)
+
+    def observe(self) -> None:
+        for slot, meta in sandbox_slots(self.data_dir).items():
+            self.slots.add(slot)
+            uid = ((meta.get("containment") or {}).get("uid") or {}).get("uid")
+            if uid is not None:
+                self.uids.add(int(uid))
+        if self.lease_dir.exists():
+            self.uids.update(int(n) for n in os.listdir(self.lease_dir) if n.isdigit())
+
+    def leftovers(self) -> list[str]:
+        """What the sandboxes left on the host: mounts, loop devices, cgroups, processes of
+        their uids, uid leases. Empty when everything was cleaned up."""
+        from shared.execution.sandbox_limits_detect import DEFAULT_PARENT, detect
+
+        found: list[str] = []
+        root = str(self.data_dir)
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            point = line.split()[4].encode().decode("unicode_escape")
+            if point.startswith(root):
+                found.append(f"mount {point}")
+        for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+            with suppress(OSError):
+                if backing.read_text().startswith(root):
+                    found.append(f"loop device {backing.parent.parent.name}")
+        for parent in detect(DEFAULT_PARENT).parents.values():
+            found += [f"cgroup {parent / s}" for s in self.slots if (parent / s).exists()]
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            if _uids_of(pid) & self.uids:
+                found.append(f"process {pid}")
+        if self.lease_dir.exists():
+            found += [f"uid lease {n}" for n in os.listdir(self.lease_dir) if n.isdigit()]
+        return found
