@@ -5,8 +5,12 @@ names or huge files at any moment. So every path is walked component by componen
 directory fd with ``O_NOFOLLOW``, files are opened non-blocking and checked to be regular,
 nothing follows a symlink, and sizes are enforced while reading, not only when scanning.
 Writes are conditional: the caller says what it expects to find, and a file that changed
-meanwhile is reported as a conflict instead of being overwritten (including a write that
-races the replacement: the old inode is checked after the rename and restored).
+meanwhile is reported as a conflict instead of being overwritten. An existing file is
+rewritten in place under a write lease (``leases``: no program can write it meanwhile, and
+one that opens it meanwhile appends after the new content); when it is open elsewhere, a
+new file is renamed over it and the old inode is checked after the rename (a write that
+raced the replacement is put back and reported). A new file never replaces one that
+appeared meanwhile.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import stat
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from agent import leases
 from agent.paths import display, path_problem
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -72,18 +77,32 @@ def _state(dir_fd: int, name: str) -> tuple[str, os.stat_result | None]:
 
 
 def _read_fd(fd: int, limit: int) -> bytes | None:
-    """At most ``limit`` bytes of an open regular file; None when it holds more."""
+    """At most ``limit`` bytes of an open regular file, from its start whatever was read
+    through ``fd`` before; None when it holds more."""
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped for a FIFO since its lstat
+        raise FileError("not_file", "not a regular file")
     os.set_blocking(fd, True)
     chunks: list[bytes] = []
-    remaining = limit + 1
-    while remaining > 0:
-        chunk = os.read(fd, min(remaining, CHUNK))
+    offset = 0
+    while offset <= limit:
+        chunk = os.pread(fd, min(limit + 1 - offset, CHUNK), offset)
         if not chunk:
             break
         chunks.append(chunk)
-        remaining -= len(chunk)
+        offset += len(chunk)
     data = b"".join(chunks)
     return data if len(data) <= limit else None
+
+
+def _link_new(dir_fd: int, tmp: str, name: str, path: str) -> None:
+    """Give the written ``tmp`` its ``name`` only if nothing is there (a file the shell
+    created meanwhile is never replaced); ``tmp`` goes either way."""
+    try:
+        os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+    except FileExistsError:
+        raise FileError("conflict", f"{path}: created in the environment meanwhile") from None
+    finally:
+        os.unlink(tmp, dir_fd=dir_fd)
 
 
 def _rmtree_at(dir_fd: int, name: str) -> None:
@@ -173,6 +192,10 @@ class Workspace:
         self, dir_fd: int, name: str, path: str, content: bytes, expect: dict[str, Any] | None
     ) -> str:
         kind, st = _state(dir_fd, name)
+        if kind == "file":
+            digest = self._rewrite_leased(dir_fd, name, path, content, expect)
+            if digest is not None:
+                return digest
         old_fd = None
         old_seen: tuple[int, int] | None = None
         try:
@@ -202,7 +225,10 @@ class Workspace:
                 os.unlink(tmp, dir_fd=dir_fd)
                 raise
             os.close(fd)
-            os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)  # never follows a link
+            if kind == "absent" and expect is not None:
+                _link_new(dir_fd, tmp, name, path)
+            else:
+                os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)  # never follows a link
             new_sha = sha256_hex(content)
             if old_fd is not None and old_seen is not None:
                 moved = os.fstat(old_fd)
@@ -220,6 +246,28 @@ class Workspace:
         finally:
             if old_fd is not None:
                 os.close(old_fd)
+
+    def _rewrite_leased(
+        self, dir_fd: int, name: str, path: str, content: bytes, expect: dict[str, Any] | None
+    ) -> str | None:
+        """Rewrite the existing file in place while nobody else can open it; None when it
+        is open elsewhere (the caller replaces it by a rename instead)."""
+        fd = leases.open_leased(dir_fd, name)
+        if fd is None:
+            return None
+        try:
+            old = _read_fd(fd, HASH_LIMIT)
+            if old is None:
+                return None  # too large to keep for putting back
+            current = {"type": "file", "sha256": sha256_hex(old)}
+            if expect is not None and expect != current:
+                raise FileError("conflict", f"{path}: changed in the environment", current=current)
+            leases.rewrite(fd, old, content)
+        except OSError as exc:
+            raise _os_error(exc, path) from None
+        finally:
+            os.close(fd)  # ends the lease: whoever waits to open the file goes on
+        return sha256_hex(content)
 
     def make_directory(self, path: str) -> None:
         parts = _split(path)
