@@ -1,7 +1,7 @@
 """Keeping a running environment and the database copy of its workspace in step, both ways.
 
-A sync scans the environment (sizes and sha256 digests, through its agent), then, holding
-the workspace's lock (the one every API write takes), merges three ways with the baseline
+A sync, holding the workspace's lock (the one every API write takes), scans the environment
+(sizes and sha256 digests, through its agent) and merges three ways with the baseline
 (``sync_plan``): the environment's changes go into the database in one transaction, the
 database's changes the environment has not seen yet are pushed into it conditionally (only
 where the environment still holds what the baseline says), and the baseline moves to what
@@ -84,9 +84,11 @@ class SyncEngine:
 
     async def sync(self, session_id: UUID, client: AgentClient) -> SyncOutcome:
         settings = self.settings
-        scan = await client.scan(self.ignore, settings.max_file_bytes,
-                                 settings.max_workspace_entries)  # fmt: skip
         async with workspace_store.exclusive(session_id):
+            # Scanned under the lock: an API write pushed between a scan and the merge would
+            # look like the shell's change (its file "deleted", or stored again as new).
+            scan = await client.scan(self.ignore, settings.max_file_bytes,
+                                     settings.max_workspace_entries)  # fmt: skip
             return await self._sync_locked(session_id, client, scan)
 
     async def _sync_locked(
