@@ -304,9 +304,11 @@ class AgentClient:
             skipped.append(("...", f"{unlisted} more skipped entries not listed"))
         return ScanResult(entries=tuple(entries), skipped=tuple(skipped))
 
-    async def read_files(self, paths: Sequence[str], max_bytes: int) -> dict[str, bytes]:
-        """The files that exist and fit ``max_bytes`` (a path over it or gone is left out);
-        in batches that keep every answer bounded."""
+    async def read_files(
+        self, paths: Sequence[str], max_bytes: int, problems: dict[str, str] | None = None
+    ) -> dict[str, bytes]:
+        """The files that exist and fit ``max_bytes`` (a path over it or gone is left out,
+        with its error code in ``problems``); in batches that keep every answer bounded."""
         out: dict[str, bytes] = {}
         per_batch = max(1, min(4096, READ_BATCH_BYTES // max(1, max_bytes)))
         for start in range(0, len(paths), per_batch):
@@ -327,6 +329,8 @@ class AgentClient:
             for path, item in zip(batch, answer["files"], strict=True):
                 _check(isinstance(item, list) and len(item) == 3 and item[0] == path)
                 if item[1] is None:
+                    if problems is not None:
+                        problems[path] = str(item[2])[:32]
                     continue
                 data = next(found)
                 _check(len(data) == item[1])

@@ -111,12 +111,15 @@ class SyncEngine:
 
         # What the environment changed: read it now (bounded), outside any transaction.
         wanted = [p for p, e in plan.to_db.items() if e is not None and e[0] == "file"]
-        read = await client.read_files(wanted, settings.max_file_bytes) if wanted else {}
+        problems: dict[str, str] = {}
+        read = await client.read_files(wanted, settings.max_file_bytes, problems) if wanted else {}
         to_db = dict(plan.to_db)
         files: dict[str, bytes] = {}
         for path in wanted:
             if path not in read:  # vanished or grew past the limit since the scan
                 to_db.pop(path)
+                if problems.get(path) == "too_large":
+                    skipped.append((path, "too large"))
                 continue
             files[path] = read[path]
             to_db[path] = ("file", _sha(read[path]))  # what was read is what is stored
