@@ -236,9 +236,9 @@ class Workspace:
         parts = _split(path)
         try:
             dir_fd = self._open_parent(parts, create=False)
-        except FileNotFoundError:
-            return []
         except OSError as exc:
+            if isinstance(exc, FileNotFoundError) or exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                return []  # nothing there (a symlink or a file is not the directory named)
             raise _os_error(exc, path) from None
         try:
             if expect is None:
