@@ -30,8 +30,8 @@ from shared.docs import API_TITLE, API_VERSION, app_openapi, docs_handlers
 from shared.errors import EXCEPTION_HANDLERS, error_responses
 from shared.health import health, liveness, readiness
 
-# Every route can fail these ways regardless of what it does.
-_ALWAYS = (400, 500, 503)
+# Every route can fail these ways regardless of what it does (503/507: the database fails).
+_ALWAYS = (400, 500, 503, 507)
 REQUEST_MAX_BODY_BYTES = 4 * 1024 * 1024  # a 1 MiB file as base64 JSON fits with room
 
 

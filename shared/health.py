@@ -9,9 +9,10 @@ import msgspec
 from litestar import Response, get
 
 from shared import db
+from shared.config import get_settings
 from shared.docs import API_VERSION
 from shared.envelope import Envelope, error_body, ok
-from shared.errors import error_responses
+from shared.errors import DatabaseUnavailable, database_fault, error_responses
 
 _STARTED = time.monotonic()
 
@@ -56,14 +57,15 @@ async def readiness() -> Response[Envelope[Health]]:
 
 async def _health_response() -> Response[Envelope[Health]]:
     try:
-        with_timeout = await _ping()
-    except Exception:  # noqa: BLE001 - any failure to reach the database is "down"
-        return Response(
-            error_body("Service unavailable", "The database is unreachable"), status_code=503
-        )
+        latency = await _ping()
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the database is "down"
+        fault = database_fault(exc)
+        # 503 even for a full disk: the platform still reads, but it is not healthy.
+        error = fault.error if fault is not None else "The database is unreachable"
+        return Response(error_body("Service unavailable", error), status_code=503)
     data = Health(
         status="healthy",
-        database=DatabaseHealth(ok=True, latency_ms=round(with_timeout, 2)),
+        database=DatabaseHealth(ok=True, latency_ms=round(latency, 2)),
         version=API_VERSION,
         uptime_s=round(time.monotonic() - _STARTED, 1),
     )
@@ -87,7 +89,12 @@ async def _ping() -> float:
     async with _ping_lock:
         if _last_ping is not None and time.monotonic() - _last_ping[0] < _PING_TTL_SECONDS:
             return _last_ping[1]
-        with anyio.fail_after(2):
-            latency = await db.ping()
+        # db.ping() is bounded by the pool's timeouts already; this bounds it as a whole.
+        settings = get_settings()
+        try:
+            with anyio.fail_after(settings.db_acquire_timeout + settings.db_statement_timeout):
+                latency = await db.ping()
+        except TimeoutError as exc:
+            raise DatabaseUnavailable("The database did not answer in time") from exc
         _last_ping = (time.monotonic(), latency)
         return latency
