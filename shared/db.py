@@ -8,10 +8,10 @@ replicas starting together apply them once.
 
 Every wait for the database is bounded: connecting (``DB_CONNECT_TIMEOUT``), waiting for a
 pooled connection (``DB_ACQUIRE_TIMEOUT``, which also bounds handing it back) and each
-statement (``DB_STATEMENT_TIMEOUT``, enforced by the server and, for a server that stopped
-answering at all, by the client). A connection that failed mid-use is dropped, not reused, so
-the pool heals by itself when the server comes back. Migrations run without the statement
-timeout: a schema change may legitimately take longer.
+statement (``DB_STATEMENT_TIMEOUT``, enforced by the server and, a second later for a server
+that stopped answering at all, by the client). A connection that failed mid-use is dropped,
+not reused, so the pool heals by itself when the server comes back. Migrations run without
+the statement timeout: a schema change may legitimately take longer.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ _pool_users = 0
 _pool_lock = anyio.Lock()
 _embedded = False  # whether configure() started the embedded server
 _MIGRATION_LOCK_KEY = 0x0C0DE_0001
+_CLIENT_GRACE_SECONDS = 1.0  # the client's statement timeout trails the server's by this
 
 
 def resolve_database_url(settings: Settings) -> str:
@@ -117,8 +118,8 @@ async def _open_pool(settings: Settings) -> Pool:
         acquire_timeout=settings.db_acquire_timeout,
         timeout=settings.db_connect_timeout,
         # The server cancels a statement that runs too long (its connection stays usable);
-        # the client gives up as well, for a server that does not answer at all.
-        command_timeout=settings.db_statement_timeout,
+        # the client gives up a second later, for a server that does not answer at all.
+        command_timeout=settings.db_statement_timeout + _CLIENT_GRACE_SECONDS,
         server_settings={"jit": "off", "statement_timeout": str(statement_ms)},
     )
 

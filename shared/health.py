@@ -92,7 +92,8 @@ async def _ping() -> float:
         # db.ping() is bounded by the pool's timeouts already; this bounds it as a whole.
         settings = get_settings()
         try:
-            with anyio.fail_after(settings.db_acquire_timeout + settings.db_statement_timeout):
+            bound = settings.db_acquire_timeout + settings.db_statement_timeout + 1
+            with anyio.fail_after(bound):
                 latency = await db.ping()
         except TimeoutError as exc:
             raise DatabaseUnavailable("The database did not answer in time") from exc

@@ -9,6 +9,7 @@ platform recovering by itself, with everything acknowledged before still there.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import pwd
@@ -21,10 +22,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import psutil
 import pytest
 
+from shared.db import advisory_key
 from tests.conftest import start_platform
 from tests.helpers import Platform, User, assert_error, new_user, new_workspace
 
@@ -287,6 +290,30 @@ def test_a_stopped_database_is_a_503_and_its_restart_is_picked_up_without_restar
         )
         assert _save(user, workspace, "after.txt", "written after").status_code == 200
         assert platform.process.poll() is None, "the platform restarted or died"
+
+
+def test_a_statement_past_the_timeout_is_a_503_and_the_next_request_works() -> None:
+    """The server cancels a statement that waits too long (here for a workspace's lock)."""
+    with own_postgres() as server, platform_on(server) as platform:
+        with httpx.Client(base_url=platform.base_url, timeout=ANSWER_WITHIN) as api:
+            user = new_user(api)
+        workspace = new_workspace(user)
+        assert _save(user, workspace, "kept.txt", "before").status_code == 200
+
+        async def save_while_the_lock_is_held() -> httpx.Response:
+            holder = await asyncpg.connect(server.url)
+            try:
+                await holder.execute(
+                    "SELECT pg_advisory_lock($1)", advisory_key("workspace", workspace)
+                )
+                return await asyncio.to_thread(_save, user, workspace, "kept.txt", "blocked")
+            finally:
+                await holder.close()
+
+        _assert_unavailable(asyncio.run(save_while_the_lock_is_held()))
+        assert _file(user, workspace, "kept.txt").json()["data"]["content"] == "before"
+        assert _save(user, workspace, "kept.txt", "after").status_code == 200
+        assert "unhandled error" not in platform.log()
 
 
 # -- a full disk ------------------------------------------------------------------------------
