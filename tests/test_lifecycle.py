@@ -109,7 +109,8 @@ def test_a_start_after_the_gateway_was_killed_adopts_and_later_stops_the_left_se
     with embedded_platform(data_dir) as platform:
         health = httpx.get(f"{platform.base_url}/api/health/", timeout=10)
         assert health.status_code == 200, health.text
-        server = [p for p in _servers_of(pgdata)]
+        assert _postmaster(pgdata).pid == left.pid, "the left server should be taken over"
+        server = _servers_of(pgdata)
         platform.process.send_signal(signal.SIGTERM)
         platform.process.wait(timeout=30)
         assert not _wait_gone(server), f"PostgreSQL outlived the platform:\n{platform.log()}"
