@@ -121,10 +121,13 @@ class OwnPostgres:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
 
     def processes(self) -> list[psutil.Process]:
-        """The postmaster and every process it started."""
+        """The postmaster and every process it started (none when it is not running)."""
         try:
             pid = int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
             postmaster = psutil.Process(pid)
+            # A stale pid file may name a pid reused by some other process: never signal that.
+            if postmaster.name() != "postgres" or str(self.data) not in postmaster.cmdline():
+                return []
             return [postmaster, *postmaster.children(recursive=True)]
         except (OSError, ValueError, psutil.Error):
             return []
