@@ -31,6 +31,9 @@ def main() -> None:
         ws_per_message_deflate=False,
         ws_max_size=1024 * 1024,
         lifespan="on",
+        # The platform takes the client address from X-Forwarded-For itself, and only from
+        # TRUSTED_PROXIES (shared/web_security.py); uvicorn must not rewrite it first.
+        proxy_headers=False,
         access_log=os.environ.get("ACCESS_LOG", "false").lower() in {"1", "true", "yes"},
         log_config=uvicorn_log_config(),
         timeout_graceful_shutdown=10,

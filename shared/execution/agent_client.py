@@ -22,9 +22,9 @@ from typing import Any
 
 import attrs
 
-from agent import protocol
-from agent.paths import path_problem
-from agent.protocol import DATA, JSON, ProtocolError, encode_data, encode_json
+from shared.agent import protocol
+from shared.agent.paths import path_problem
+from shared.agent.protocol import DATA, JSON, ProtocolError, encode_data, encode_json
 from shared.execution.base import ExecutionError, ScannedEntry, ScanResult, WorkspaceEntry
 
 log = logging.getLogger(__name__)

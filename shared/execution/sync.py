@@ -23,7 +23,7 @@ from uuid import UUID
 
 import attrs
 
-from agent.paths import parents_of
+from shared.agent.paths import parents_of
 from shared import db, environment_store, workspace_store
 from shared.config import Settings
 from shared.envelope import utc_now

@@ -20,7 +20,7 @@ import stat
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from agent.paths import display, path_problem
+from .paths import display, path_problem
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
