@@ -266,8 +266,8 @@ async def transaction() -> AsyncIterator[Any]:
         return
     pinned_conn = _pinned_connection.get()
     async with contextlib.AsyncExitStack() as stack:
-        conn = pinned_conn if pinned_conn is not None else await stack.enter_async_context(
-            _pooled()
+        conn = (
+            pinned_conn if pinned_conn is not None else await stack.enter_async_context(_pooled())
         )
         tx = conn.transaction()
         await tx.start()

@@ -264,11 +264,6 @@ def _raised_in_asyncpg(exc: BaseException) -> bool:
     return False
 
 
-def database_unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` says the database cannot be reached right now."""
-    return isinstance(exc, Exception) and _is_connection_failure(exc)
-
-
 def unstorable_text_handler(_: Request, exc: Exception) -> Response:
     """Text PostgreSQL cannot hold (NUL, lone surrogates) is bad input, not a server fault."""
     return _respond(
