@@ -226,6 +226,11 @@ class ExecutionRuntime:
             pass  # recorded and rescheduled by _failed
 
     async def _failed(self, session_id: UUID, exc: Exception) -> None:
+        if await self._gone(session_id):
+            # Stopped meanwhile (a shutdown whose final sync succeeded, a deletion): a sync
+            # that raced it failed for that reason only, and nothing is left to retry.
+            self._forget(session_id)
+            return
         delay = min(self.config.sync_retry_max_seconds, max(0.5, self._backoff.get(session_id, 0)
                                                                 * 2))  # fmt: skip
         self._backoff[session_id] = delay
@@ -234,6 +239,12 @@ class ExecutionRuntime:
         log.warning("sync of %s failed (%r); retrying in %.1f s", session_id, exc, delay)
         with contextlib.suppress(Exception), anyio.move_on_after(2):
             await record_failure(session_id, f"The last sync failed: {message}")
+
+    async def _gone(self, session_id: UUID) -> bool:
+        try:
+            return await self.endpoint(session_id) is None
+        except Exception:  # noqa: BLE001 - cannot tell: keep retrying
+            return False
 
     def _succeeded(self, session_id: UUID) -> None:
         self._backoff.pop(session_id, None)
