@@ -225,10 +225,10 @@ async def test_a_sandbox_half_made_by_a_killed_gateway_is_cleaned_at_the_next_st
     gateways: Gateways, lease_dir: Path
 ) -> None:
     first = gateways.start()
-    owner = owner_on(first)
     trace = SandboxTrace(first.data_dir, lease_dir)
     orphan = None
     for attempt in range(5):  # each terminal takes the spare and makes the keeper refill
+        owner = owner_on(first)  # a user of its own: environments per user are limited
         async with open_terminal(first, owner, new_workspace(owner, f"take{attempt}")) as ws:
             await Terminal(ws).ready()
         orphan = await anyio.to_thread.run_sync(kill_while_a_sandbox_is_half_made, first)
