@@ -316,6 +316,34 @@ async def test_the_quota_counts_everything_stored_even_what_a_symlink_hides(
         assert sum(listing(owner, workspace).values()) <= QUOTA
 
 
+async def test_the_quota_counts_the_copy_a_conflict_keeps(small_platform: Platform) -> None:
+    owner = user_of(small_platform)
+    workspace = new_workspace(owner)
+    async with open_terminal(small_platform, owner, workspace) as ws:
+        term = Terminal(ws)
+        await term.ready()
+        await term.run(
+            "head -c 900K /dev/urandom > a.bin && head -c 900K /dev/urandom > b.bin && "
+            ": > big.txt && head -c 1536K /dev/zero > room.bin && "  # over the file limit
+            "head -c 64M /dev/zero > filler 2>/dev/null; dd if=/dev/zero of=filler.tail bs=512 "
+            "2>/dev/null; true"
+        )
+        assert sum(listing(owner, workspace).values()) < 2 * MIB
+        # The sandbox's disk is full: this save is stored, not pushed into the environment.
+        put = owner.client.put(
+            f"/api/workspace/{workspace}/files/big.txt", json={"content": "x" * (900 * 1024)}
+        )
+        assert put.status_code == 200, put.text
+        # The shell writes the same file: both sides changed it, and the sync keeps the
+        # database's version beside the shell's, which must fit the quota too.
+        await term.run("rm room.bin && head -c 800K /dev/urandom > big.txt")
+        stored = listing(owner, workspace)
+        assert sum(stored.values()) <= QUOTA, stored
+        skipped = status_of(owner, workspace)["sync_skipped"]
+        assert {"path": "big.txt", "reason": "workspace quota exceeded"} in skipped, skipped
+        assert await term.run("wc -c < big.txt") == str(800 * 1024)  # the shell's version stays
+
+
 # -- a failed push or sync is retried; a failed final sync keeps the environment ------------
 
 

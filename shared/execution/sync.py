@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from uuid import UUID
 
 import attrs
@@ -123,7 +123,7 @@ class SyncEngine:
                 continue
             files[path] = read[path]
             to_db[path] = ("file", _sha(read[path]))  # what was read is what is stored
-        files, over = self._within_quota(stored, sizes, to_db, files)
+        files, over = self._within_quota(stored, sizes, to_db, files, plan.conflicts)
         for path in over:
             to_db.pop(path)
             skipped.append((path, "workspace quota exceeded"))
@@ -173,14 +173,18 @@ class SyncEngine:
         sizes: Mapping[str, int],
         to_db: Mapping[str, Entry | None],
         files: dict[str, bytes],
+        kept_aside: Collection[str],
     ) -> tuple[dict[str, bytes], list[str]]:
         """The files that fit the workspace quota, counting everything the database holds
-        (also what the scan skipped); the rest (largest last) is left out and reported."""
+        (also what the scan skipped, and its versions a conflict keeps beside the shell's);
+        the rest (largest last) is left out and reported."""
         settings = self.settings
         total = sum(sizes.values())
         entries = len(stored)
         for path, entry in to_db.items():
-            if entry is None or path in files:
+            if path in kept_aside:
+                entries += 1  # the database's version stays, under another name
+            elif entry is None or path in files:
                 total -= sizes.get(path, 0)
             if entry is None and path in stored:
                 entries -= 1
