@@ -100,7 +100,8 @@ async def test_file_operations_never_follow_symlinks_planted_in_the_workspace(
     agent: AgentClient = client_for(endpoint)
     await agent.materialize([WorkspaceEntry("keep.txt", "file", b"k")])
     assert isinstance(backend, LocalBackend)
-    workspace = next((backend.root / "slots").glob("*/workspace"))
+    # The session's own slot (a warm spare may sit beside it).
+    workspace = (backend.root / "sessions" / str(session_id)).resolve() / "workspace"
     outside = Path(tempfile.mkdtemp(prefix="cep-outside-"))
     (outside / "host-secret").write_text("host data\n")
     # What a user could plant: links to paths outside (the agent sees only the sandbox).
