@@ -128,7 +128,7 @@ def platform_log_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
     platforms = [
         request.getfixturevalue(name)
         for name in request.fixturenames
-        if name in ("platform", "quick_reaper", "small_platform")
+        if name in ("platform", "quick_reaper", "tight_platform")
     ]
     starts = [p.log_path.stat().st_size if p.log_path.exists() else 0 for p in platforms]
     yield

@@ -51,7 +51,7 @@ SMALL_ENV = {
 
 
 @pytest.fixture(scope="module")
-def small_platform(database_url: str) -> Iterator[Platform]:
+def tight_platform(database_url: str) -> Iterator[Platform]:
     """A platform with a small workspace quota, small sandbox disks and quick retries."""
     running = start_platform(database_url, SMALL_ENV)
     try:
@@ -288,11 +288,11 @@ async def test_files_growing_between_scan_and_read_are_read_only_to_the_limit(
 
 
 async def test_the_quota_counts_everything_stored_even_what_a_symlink_hides(
-    small_platform: Platform,
+    tight_platform: Platform,
 ) -> None:
-    owner = user_of(small_platform)
+    owner = user_of(tight_platform)
     workspace = new_workspace(owner)
-    async with open_terminal(small_platform, owner, workspace) as ws:
+    async with open_terminal(tight_platform, owner, workspace) as ws:
         term = Terminal(ws)
         await term.ready()
         for r in range(4):
@@ -316,10 +316,10 @@ async def test_the_quota_counts_everything_stored_even_what_a_symlink_hides(
         assert sum(listing(owner, workspace).values()) <= QUOTA
 
 
-async def test_the_quota_counts_the_copy_a_conflict_keeps(small_platform: Platform) -> None:
-    owner = user_of(small_platform)
+async def test_the_quota_counts_the_copy_a_conflict_keeps(tight_platform: Platform) -> None:
+    owner = user_of(tight_platform)
     workspace = new_workspace(owner)
-    async with open_terminal(small_platform, owner, workspace) as ws:
+    async with open_terminal(tight_platform, owner, workspace) as ws:
         term = Terminal(ws)
         await term.ready()
         await term.run(
@@ -348,11 +348,11 @@ async def test_the_quota_counts_the_copy_a_conflict_keeps(small_platform: Platfo
 
 
 async def test_an_api_write_to_a_full_sandbox_disk_reaches_the_shell_once_space_is_freed(
-    small_platform: Platform,
+    tight_platform: Platform,
 ) -> None:
-    owner = user_of(small_platform)
+    owner = user_of(tight_platform)
     workspace = new_workspace(owner)
-    async with open_terminal(small_platform, owner, workspace) as ws:
+    async with open_terminal(tight_platform, owner, workspace) as ws:
         term = Terminal(ws)
         await term.ready()
         full = await term.run(
@@ -390,34 +390,34 @@ def signal_slot(platform: Platform, workspace: str, sig: signal.Signals) -> None
 
 
 async def test_a_failed_final_sync_keeps_the_environment_until_one_succeeds(
-    small_platform: Platform,
+    tight_platform: Platform,
 ) -> None:
-    owner = user_of(small_platform)
+    owner = user_of(tight_platform)
     workspace = new_workspace(owner)
-    async with open_terminal(small_platform, owner, workspace) as ws:
+    async with open_terminal(tight_platform, owner, workspace) as ws:
         term = Terminal(ws)
         await term.ready()
         await term.run("echo precious > only-in-the-shell.txt")
-    slot = session_slot(small_platform.data_dir, workspace)
-    signal_slot(small_platform, workspace, signal.SIGSTOP)  # the agent stops answering
+    slot = session_slot(tight_platform.data_dir, workspace)
+    signal_slot(tight_platform, workspace, signal.SIGSTOP)  # the agent stops answering
     try:
         shutdown = owner.client.post(f"/workspace/{workspace}/shutdown")
         assert shutdown.status_code == 200, shutdown.text
         data = shutdown.json()["data"]
         assert data["container_cleaned"] is False, data
         assert "kept" in data["message"], data
-        assert session_slot(small_platform.data_dir, workspace) == slot  # still there
+        assert session_slot(tight_platform.data_dir, workspace) == slot  # still there
         status = status_of(owner, workspace)
         assert status["execution"]["state"] == "running", status
         assert status["sync_error"], status
     finally:
-        signal_slot(small_platform, workspace, signal.SIGCONT)
+        signal_slot(tight_platform, workspace, signal.SIGCONT)
 
     shutdown = owner.client.post(f"/workspace/{workspace}/shutdown")
     assert shutdown.status_code == 200, shutdown.text
     assert shutdown.json()["data"]["container_cleaned"] is True, shutdown.text
-    assert session_slot(small_platform.data_dir, workspace) is None
-    assert not (small_platform.data_dir / "sandboxes" / "slots" / str(slot)).exists()
+    assert session_slot(tight_platform.data_dir, workspace) is None
+    assert not (tight_platform.data_dir / "sandboxes" / "slots" / str(slot)).exists()
     saved = text_of(owner, workspace, "only-in-the-shell.txt")
     assert saved.json()["data"]["content"] == "precious\n", saved.text
     assert status_of(owner, workspace)["sync_error"] is None
