@@ -37,7 +37,7 @@ RUN mkdir -p /app \
 COPY --from=docs-ui /docs_ui/node_modules/swagger-ui-dist/package.json /docs_ui/node_modules/swagger-ui-dist/swagger-ui.css /docs_ui/node_modules/swagger-ui-dist/swagger-ui-bundle.js /app/ingress/docs_ui/node_modules/swagger-ui-dist/
 COPY --from=docs-ui /docs_ui/node_modules/redoc/package.json /app/ingress/docs_ui/node_modules/redoc/
 COPY --from=docs-ui /docs_ui/node_modules/redoc/bundles/redoc.standalone.js /app/ingress/docs_ui/node_modules/redoc/bundles/
-RUN test -f /app/shared/logsafe.json || (echo "shared/logsafe.json is missing" >&2; exit 1)
+RUN test -f /app/shared/uvicorn-logging.json || (echo "shared/uvicorn-logging.json is missing" >&2; exit 1)
 # Proof that the front door starts from the baked document without any function.
 RUN cd /app && OPENAPI_FILE=/app/openapi.json python -c "import sys, ingress.front as f; f.front_document(f.app); assert not [m for m in sys.modules if m.startswith('functions')]"
 
@@ -56,4 +56,4 @@ ENV PATH=/opt/venv/bin:$PATH \
 WORKDIR /app
 USER 1000:1000
 EXPOSE 8000
-CMD ["sh", "-c", "exec uvicorn --host 0.0.0.0 --port 8000 --proxy-headers --forwarded-allow-ips \"${TRUSTED_PROXIES:-127.0.0.1}\" --log-config /app/shared/logsafe.json --timeout-graceful-shutdown 20"]
+CMD ["sh", "-c", "exec uvicorn --host 0.0.0.0 --port 8000 --no-proxy-headers --log-config /app/shared/uvicorn-logging.json --timeout-graceful-shutdown 20"]

@@ -30,7 +30,7 @@ RUN test -f "functions/${FUNCTION}/app.py" || (echo "no functions/${FUNCTION}/ap
  && find /app -name '__pycache__' -prune -exec rm -rf {} + \
  && python -m compileall -q /app
 # The log configuration the command below names (uvicorn logs no query string with it).
-RUN test -f /app/shared/logsafe.json || (echo "shared/logsafe.json is missing" >&2; exit 1)
+RUN test -f /app/shared/uvicorn-logging.json || (echo "shared/uvicorn-logging.json is missing" >&2; exit 1)
 # Proof that the function runs from its own code and shared/ alone (nothing else is in /app).
 RUN cd /app && python -c "import functions.${FUNCTION}.app"
 
@@ -54,4 +54,4 @@ USER 1000:1000
 EXPOSE 8000
 # The Kubernetes manifests pass the same command explicitly; this default serves `docker run`.
 # X-Forwarded-For counts only from TRUSTED_PROXIES (nobody unless set).
-CMD ["sh", "-c", "exec uvicorn --host 0.0.0.0 --port 8000 --proxy-headers --forwarded-allow-ips \"${TRUSTED_PROXIES:-127.0.0.1}\" --log-config /app/shared/logsafe.json --timeout-graceful-shutdown 20"]
+CMD ["sh", "-c", "exec uvicorn --host 0.0.0.0 --port 8000 --no-proxy-headers --log-config /app/shared/uvicorn-logging.json --timeout-graceful-shutdown 20"]

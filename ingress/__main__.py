@@ -1,5 +1,10 @@
 """``python -m ingress``: the whole platform on one port (embedded PostgreSQL unless
-DATABASE_URL is set, local sandboxes), as ``make run`` starts it."""
+DATABASE_URL is set, local sandboxes), as ``make run`` starts it.
+
+SIGTERM and Ctrl-C both end in uvicorn's graceful shutdown, whose lifespan stops the embedded
+PostgreSQL (uvicorn re-raises SIGTERM afterwards, so nothing registered with ``atexit`` runs).
+Request lines are logged without their query strings, where terminal tokens travel.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ import logging
 import os
 
 import uvicorn
+
+from shared.logsafe import uvicorn_log_config
 
 
 def main() -> None:
@@ -24,7 +31,11 @@ def main() -> None:
         ws_per_message_deflate=False,
         ws_max_size=1024 * 1024,
         lifespan="on",
+        # The platform takes the client address from X-Forwarded-For itself, and only from
+        # TRUSTED_PROXIES (shared/web_security.py); uvicorn must not rewrite it first.
+        proxy_headers=False,
         access_log=os.environ.get("ACCESS_LOG", "false").lower() in {"1", "true", "yes"},
+        log_config=uvicorn_log_config(),
         timeout_graceful_shutdown=10,
     )
 

@@ -34,8 +34,8 @@ from shared.health import health, liveness, readiness
 from shared.request_body import check_json_body
 from shared.web_security import guard
 
-# Every route can fail these ways regardless of what it does.
-_ALWAYS = (400, 431, 500, 503)
+# Every route can fail these ways regardless of what it does (503/507: the database fails).
+_ALWAYS = (400, 431, 500, 503, 507)
 _STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 REQUEST_MAX_BODY_BYTES = 4 * 1024 * 1024  # a 1 MiB file as base64 JSON fits with room
 

@@ -145,6 +145,16 @@ class ExecutionSettings:
         )
 
 
+def _seconds(value: str | None, default: float) -> float:
+    """A positive number of seconds; unset or empty means the default."""
+    if value is None or not value.strip():
+        return default
+    seconds = float(value)
+    if seconds <= 0:
+        raise ValueError(f"a timeout must be positive, got {value!r}")
+    return seconds
+
+
 @attrs.frozen
 class Settings:
     database_url: str | None = None
@@ -152,6 +162,10 @@ class Settings:
     db_pool_min: int = 2
     db_pool_max: int = 16
     db_migrate_on_start: bool = True
+    # Bounds on every wait for the database, in seconds: a stalled server is a 503, not a hang.
+    db_connect_timeout: float = 5.0
+    db_acquire_timeout: float = 5.0
+    db_statement_timeout: float = 5.0
 
     cors_origins: tuple[str, ...] = _list(DEFAULT_CORS_ORIGINS)
     cookie_name: str = "cep_token"
@@ -187,6 +201,9 @@ class Settings:
             db_pool_min=int(env.get("DB_POOL_MIN", d.db_pool_min)),
             db_pool_max=int(env.get("DB_POOL_MAX", d.db_pool_max)),
             db_migrate_on_start=_bool(env.get("DB_MIGRATE_ON_START", "true")),
+            db_connect_timeout=_seconds(env.get("DB_CONNECT_TIMEOUT"), d.db_connect_timeout),
+            db_acquire_timeout=_seconds(env.get("DB_ACQUIRE_TIMEOUT"), d.db_acquire_timeout),
+            db_statement_timeout=_seconds(env.get("DB_STATEMENT_TIMEOUT"), d.db_statement_timeout),
             cors_origins=_list(env.get("CORS_ORIGINS", DEFAULT_CORS_ORIGINS)),
             cookie_name=env.get("AUTH_COOKIE_NAME", d.cookie_name),
             cookie_secure=_bool(env.get("COOKIE_SECURE", "false")),

@@ -1,14 +1,22 @@
 """The database: one Piccolo engine per process, pointed at DATABASE_URL or an embedded server.
 
-When DATABASE_URL is unset, an embedded PostgreSQL from the ``pgserver`` package keeps its data
+When DATABASE_URL is unset, an embedded PostgreSQL (``shared/embedded.py``) keeps its data
 under ``.data/pg`` (it speaks over a unix socket, which asyncpg takes as ``?host=<dir>``).
 The pool opens and closes in the app lifespan (ref-counted, so the gateway that serves every
 function in one process opens it once), and migrations run under an advisory lock so several
 replicas starting together apply them once.
+
+Every wait for the database is bounded: connecting (``DB_CONNECT_TIMEOUT``), waiting for a
+pooled connection (``DB_ACQUIRE_TIMEOUT``, which also bounds handing it back) and each
+statement (``DB_STATEMENT_TIMEOUT``, enforced by the server and, a second later for a server
+that stopped answering at all, by the client). A connection that failed mid-use is dropped,
+not reused, so the pool heals by itself when the server comes back. Migrations run without
+the statement timeout: a schema change may legitimately take longer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -17,19 +25,23 @@ from contextvars import ContextVar
 from typing import Any
 
 import anyio
+import asyncpg
+from asyncpg.pool import Pool
 from piccolo.engine.postgres import PostgresEngine
 
 from shared.config import Settings, get_settings
+from shared.errors import DatabaseUnavailable
 
 log = logging.getLogger("shared.db")
 
 # Piccolo finds this engine through piccolo_conf.DB; configure() fills in where it points.
 DB = PostgresEngine(config={}, extensions=())
 
-_embedded: Any = None  # the pgserver handle, kept alive for the life of the process
 _pool_users = 0
 _pool_lock = anyio.Lock()
+_embedded = False  # whether configure() started the embedded server
 _MIGRATION_LOCK_KEY = 0x0C0DE_0001
+_CLIENT_GRACE_SECONDS = 1.0  # the client's statement timeout trails the server's by this
 
 
 def resolve_database_url(settings: Settings) -> str:
@@ -37,22 +49,39 @@ def resolve_database_url(settings: Settings) -> str:
     global _embedded
     if settings.database_url:
         return settings.database_url
-    if _embedded is None:
-        import pgserver  # imported lazily: production images never start it
+    from shared import embedded
 
-        pgdata = settings.data_dir / "pg"
-        pgdata.mkdir(parents=True, exist_ok=True)
-        _embedded = pgserver.get_server(pgdata, cleanup_mode="stop")
-        log.info("embedded PostgreSQL at %s", pgdata)
-    return _embedded.get_uri()
+    _embedded = True
+    return embedded.start(settings.data_dir)
 
 
 def configure(settings: Settings | None = None) -> None:
-    """Point the engine at the configured server (idempotent)."""
+    """Point the engine at the configured server (idempotent).
+
+    The engine's own config (used by migrations and by Piccolo outside the pool) carries the
+    connect timeout only; the pool adds the statement timeout.
+    """
     if DB.config.get("dsn"):
         return
     settings = settings or get_settings()
-    DB.config.update(dsn=resolve_database_url(settings), server_settings={"jit": "off"})
+    DB.config.update(
+        dsn=resolve_database_url(settings),
+        server_settings={"jit": "off"},
+        timeout=settings.db_connect_timeout,
+    )
+
+
+class _BoundedPool(Pool):
+    """An asyncpg pool whose ``acquire()`` waits at most the configured time unless told
+    otherwise, so Piccolo's own queries on this pool are bounded like ours (asyncpg bounds
+    the release of a connection by the timeout it was acquired with)."""
+
+    def __init__(self, *args: Any, acquire_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._acquire_timeout = acquire_timeout
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return super().acquire(timeout=self._acquire_timeout if timeout is None else timeout)
 
 
 async def start(settings: Settings | None = None) -> None:
@@ -63,12 +92,36 @@ async def start(settings: Settings | None = None) -> None:
         _pool_users += 1
         if _pool_users > 1:
             return
-        configure(settings)
-        if settings.db_migrate_on_start:
-            await migrate()
-        await DB.start_connection_pool(
-            min_size=settings.db_pool_min, max_size=settings.db_pool_max, reset=_reset
-        )
+        try:
+            configure(settings)
+            if settings.db_migrate_on_start:
+                await migrate()
+            DB.pool = await _open_pool(settings)
+        except BaseException:
+            _pool_users -= 1
+            await _stop_embedded()
+            raise
+
+
+async def _open_pool(settings: Settings) -> Pool:
+    statement_ms = int(settings.db_statement_timeout * 1000)
+    return await _BoundedPool(
+        DB.config["dsn"],
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        max_queries=50_000,
+        max_inactive_connection_lifetime=300.0,
+        reset=_reset,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        acquire_timeout=settings.db_acquire_timeout,
+        timeout=settings.db_connect_timeout,
+        # The server cancels a statement that runs too long (its connection stays usable);
+        # the client gives up a second later, for a server that does not answer at all.
+        command_timeout=settings.db_statement_timeout + _CLIENT_GRACE_SECONDS,
+        server_settings={"jit": "off", "statement_timeout": str(statement_ms)},
+    )
 
 
 async def _reset(conn: Any) -> None:
@@ -83,22 +136,40 @@ async def _reset(conn: Any) -> None:
 
 
 async def stop() -> None:
+    """Close the pool (last caller) and stop the embedded server if this process started it."""
     global _pool_users
     async with _pool_lock:
         _pool_users -= 1
-        if _pool_users == 0:
-            await DB.close_connection_pool()
+        if _pool_users > 0:
+            return
+        pool, DB.pool = DB.pool, None
+        if pool is not None:
+            settings = get_settings()
+            # close() waits for connections in use; a stalled server must not hold shutdown.
+            with anyio.move_on_after(settings.db_acquire_timeout + settings.db_statement_timeout):
+                await pool.close()
+            pool.terminate()  # no-op after a clean close
+        await _stop_embedded()
+
+
+async def _stop_embedded() -> None:
+    global _embedded
+    if _embedded:
+        from shared import embedded
+
+        _embedded = False
+        DB.config.pop("dsn", None)  # a later start() resolves (and starts) it again
+        await anyio.to_thread.run_sync(embedded.stop)
 
 
 async def migrate() -> None:
     """Apply every checked-in migration, once, even with several replicas starting at once."""
-    import asyncpg
     from piccolo.apps.migrations.commands.forwards import run_forwards
 
     configure()
     # Migrations run on their own connections; a session-level lock on a dedicated connection
     # serializes replicas without holding a transaction open around DDL.
-    conn = await asyncpg.connect(DB.config["dsn"])
+    conn = await asyncpg.connect(DB.config["dsn"], timeout=DB.config["timeout"])
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_KEY)
         with contextlib.redirect_stdout(_LogWriter()):
@@ -130,9 +201,51 @@ def advisory_key(*parts: object) -> int:
 async def ping() -> float:
     """Round-trip a trivial query on the pool; returns latency in milliseconds."""
     start = anyio.current_time()
-    async with DB.pool.acquire() as conn:
+    async with _pooled() as conn:
         await conn.fetchval("SELECT 1")
     return (anyio.current_time() - start) * 1000
+
+
+# What leaves a connection in an unknown state: it is dropped instead of reset and reused.
+_BROKEN = (
+    TimeoutError,
+    asyncio.CancelledError,
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+)
+
+
+@contextlib.asynccontextmanager
+async def _pooled() -> AsyncIterator[Any]:
+    """A connection from the pool, waited for at most DB_ACQUIRE_TIMEOUT.
+
+    A failure to get one is ``DatabaseUnavailable``. A connection whose statement timed out,
+    was cancelled or lost its server is terminated rather than reset, so a stalled server
+    never holds the caller longer than the timeout and the pool reconnects later.
+    """
+    pool = DB.pool
+    if pool is None:
+        raise DatabaseUnavailable("The database is not connected; try again shortly")
+    try:
+        conn = await pool.acquire()
+    except Exception as exc:
+        if isinstance(exc, TimeoutError):
+            raise DatabaseUnavailable(
+                "The database did not answer in time; try again shortly"
+            ) from exc
+        raise DatabaseUnavailable("The database is unreachable; try again shortly") from exc
+    try:
+        yield conn
+    except _BROKEN:
+        with contextlib.suppress(asyncpg.InterfaceError):  # already released
+            conn.terminate()
+        raise
+    finally:
+        try:
+            await pool.release(conn)
+        except Exception as exc:  # noqa: BLE001 - asyncpg dropped the connection already
+            log.warning("a database connection could not be reset and was dropped: %r", exc)
 
 
 _transaction_connection: ContextVar[Any] = ContextVar("transaction_connection", default=None)
@@ -152,18 +265,23 @@ async def transaction() -> AsyncIterator[Any]:
         yield outer
         return
     pinned_conn = _pinned_connection.get()
-    if pinned_conn is not None:
-        async with pinned_conn.transaction():
-            token = _transaction_connection.set(pinned_conn)
-            try:
-                yield pinned_conn
-            finally:
-                _transaction_connection.reset(token)
-        return
-    async with DB.pool.acquire() as conn, conn.transaction():
+    async with contextlib.AsyncExitStack() as stack:
+        conn = (
+            pinned_conn if pinned_conn is not None else await stack.enter_async_context(_pooled())
+        )
+        tx = conn.transaction()
+        await tx.start()
         token = _transaction_connection.set(conn)
         try:
             yield conn
+        except BaseException as exc:
+            # On a broken connection a ROLLBACK would only wait; dropping it rolls back.
+            if not isinstance(exc, _BROKEN):
+                with contextlib.suppress(Exception):  # then the release drops the connection
+                    await tx.rollback()
+            raise
+        else:
+            await tx.commit()
         finally:
             _transaction_connection.reset(token)
 
@@ -176,7 +294,7 @@ async def pinned() -> AsyncIterator[Any]:
     if current is not None:
         yield current
         return
-    async with DB.pool.acquire() as conn:
+    async with _pooled() as conn:
         token = _pinned_connection.set(conn)
         try:
             yield conn
@@ -199,5 +317,5 @@ async def connection() -> AsyncIterator[Any]:
     if piccolo_transaction is not None:
         yield piccolo_transaction.connection
         return
-    async with DB.pool.acquire() as conn:
+    async with _pooled() as conn:
         yield conn

@@ -2,12 +2,14 @@
 
 Services raise ``NotFound``, ``Forbidden``, ``Conflict``...; handlers never catch. Anything
 unexpected becomes a 500 that says "Internal server error" and nothing else; the details go
-to the log only.
+to the log only. A database fault is never a 500: ``database_fault`` turns an unreachable,
+stalled or timed-out database into a 503 and a full disk into a 507.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from typing import Any
 
@@ -82,6 +84,16 @@ class Unavailable(DomainError):
     status_code, message = 503, "Service unavailable"
 
 
+class DatabaseUnavailable(Unavailable):
+    """The database could not be reached, or did not answer within its timeout."""
+
+
+class InsufficientStorage(DomainError):
+    """The database is out of disk space: nothing was saved."""
+
+    status_code, message = 507, "Insufficient storage"
+
+
 _HTTP_MESSAGES = {
     400: "Validation failed",
     401: "Not authenticated",
@@ -96,6 +108,7 @@ _HTTP_MESSAGES = {
     429: "Too many requests",
     431: "Request headers too large",
     503: "Service unavailable",
+    507: "Insufficient storage",
 }
 
 
@@ -181,8 +194,16 @@ def http_error_handler(request: Request, exc: HTTPException) -> Response:
 
 
 def database_error_handler(request: Request, exc: Exception) -> Response:
-    log.error("database unavailable on %s %s: %r", request.method, request.url.path, exc)
-    return _respond(503, "Service unavailable", "The database is unavailable; try again shortly")
+    fault = database_fault(exc) or DatabaseUnavailable("The database is unavailable")
+    cause = exc.__cause__ if isinstance(exc, DatabaseUnavailable) and exc.__cause__ else exc
+    log.warning(
+        "database fault on %s %s -> %s: %r",
+        request.method,
+        request.url.path,
+        fault.status_code,
+        cause,
+    )
+    return _respond(fault.status_code, fault.message, fault.error, fault.headers)
 
 
 def internal_error_handler(request: Request, exc: Exception) -> Response:
@@ -192,22 +213,55 @@ def internal_error_handler(request: Request, exc: Exception) -> Response:
     )
 
 
-def _is_connection_failure(exc: Exception) -> bool:
-    return isinstance(
-        exc,
-        (
-            OSError,
-            asyncpg.exceptions.ConnectionDoesNotExistError,
-            asyncpg.exceptions.CannotConnectNowError,
-            asyncpg.exceptions.TooManyConnectionsError,
-            asyncpg.exceptions.InterfaceError,
-        ),
-    )
+# SQLSTATE classes and codes that mean "the database cannot serve this now", not "bad input":
+# 08 connection, 53 insufficient resources, 57 operator intervention (57014 is a statement
+# timeout), 58 system/IO error, XX internal; lock timeouts, serialization failures, deadlocks
+# and an idle transaction killed by the server are transient too.
+_UNAVAILABLE_CLASSES = ("08", "53", "57", "58", "XX")
+_UNAVAILABLE_STATES = {"55P03", "40001", "40P01", "25P03"}
+_DISK_FULL = "53100"
+_NO_SPACE = "no space left on device"
+_ASYNCPG_DIR = os.path.dirname(asyncpg.__file__)
+
+
+def database_fault(exc: BaseException) -> DomainError | None:
+    """The answer for a database fault (503, or 507 for a full disk); None for anything else.
+
+    The ONE rule for what counts as the database failing, used by the HTTP error mapping and
+    by routes that answer differently (a WebSocket closes with 1013).
+    """
+    if isinstance(exc, DatabaseUnavailable | InsufficientStorage):
+        return exc
+    if isinstance(exc, asyncpg.PostgresError):
+        state = exc.sqlstate or ""
+        if state == _DISK_FULL or _NO_SPACE in str(exc).lower():
+            return InsufficientStorage(
+                "The database is out of disk space; nothing was saved. Try again later"
+            )
+        if state[:2] in _UNAVAILABLE_CLASSES or state in _UNAVAILABLE_STATES:
+            return DatabaseUnavailable("The database could not complete this; try again shortly")
+        return None
+    if isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError):
+        return DatabaseUnavailable("The database connection failed; try again shortly")
+    if isinstance(exc, TimeoutError | OSError) and _raised_in_asyncpg(exc):
+        return DatabaseUnavailable("The database did not answer in time; try again shortly")
+    return None
 
 
 def database_unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` says the database cannot be reached right now."""
-    return isinstance(exc, Exception) and _is_connection_failure(exc)
+    """Whether ``exc`` is the database failing (down, stalled, timed out, disk full)."""
+    return database_fault(exc) is not None
+
+
+def _raised_in_asyncpg(exc: BaseException) -> bool:
+    """A timeout or OS error that came out of the database driver (not out of a sandbox)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.startswith(_ASYNCPG_DIR) or filename.startswith("asyncpg/"):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def unstorable_text_handler(_: Request, exc: Exception) -> Response:
@@ -227,13 +281,15 @@ def fallback_handler(request: Request, exc: Exception) -> Response:
         ),
     ):
         return unstorable_text_handler(request, exc)
-    if _is_connection_failure(exc):
+    if database_unavailable(exc):
         return database_error_handler(request, exc)
     return internal_error_handler(request, exc)
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     DomainError: domain_error_handler,
+    DatabaseUnavailable: database_error_handler,
+    InsufficientStorage: database_error_handler,
     HTTPException: http_error_handler,
     Exception: fallback_handler,
 }
@@ -252,7 +308,9 @@ _DESCRIPTIONS = {
     429: "Rate limited or over a quota; see Retry-After",
     431: "Request headers too large",
     500: "Internal server error",
-    503: "The database is unavailable, or the server is too busy; see Retry-After",
+    503: "The database is unavailable or did not answer in time, or the server is too busy; "
+    "try again shortly (see Retry-After)",
+    507: "The database is out of disk space; nothing was saved",
 }
 
 

@@ -9,9 +9,10 @@ import msgspec
 from litestar import Response, get
 
 from shared import db
+from shared.config import get_settings
 from shared.docs import API_VERSION
 from shared.envelope import Envelope, error_body, ok
-from shared.errors import error_responses
+from shared.errors import DatabaseUnavailable, database_fault, error_responses
 
 _STARTED = time.monotonic()
 
@@ -56,14 +57,14 @@ async def readiness() -> Response[Envelope[Health]]:
 
 async def _health_response() -> Response[Envelope[Health]]:
     try:
-        with_timeout = await _ping()
-    except Exception:  # noqa: BLE001 - any failure to reach the database is "down"
-        return Response(
-            error_body("Service unavailable", "The database is unreachable"), status_code=503
-        )
+        latency = await _ping()
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the database is "down"
+        fault = database_fault(exc)
+        error = fault.error if fault is not None else "The database is unreachable"
+        return Response(error_body("Service unavailable", error), status_code=503)
     data = Health(
         status="healthy",
-        database=DatabaseHealth(ok=True, latency_ms=round(with_timeout, 2)),
+        database=DatabaseHealth(ok=True, latency_ms=round(latency, 2)),
         version=API_VERSION,
         uptime_s=round(time.monotonic() - _STARTED, 1),
     )
@@ -71,23 +72,47 @@ async def _health_response() -> Response[Envelope[Health]]:
 
 
 _PING_TTL_SECONDS = 1.0
-_last_ping: tuple[float, float] | None = None  # (monotonic time, latency ms)
+# (monotonic time, latency ms or the failure): one measurement shared for a second.
+_last_ping: tuple[float, float | Exception] | None = None
 _ping_lock = anyio.Lock()
+
+
+def _recent() -> float | Exception | None:
+    if _last_ping is not None and time.monotonic() - _last_ping[0] < _PING_TTL_SECONDS:
+        return _last_ping[1]
+    return None
 
 
 async def _ping() -> float:
     """The database round trip, measured at most once a second however often health is asked.
 
     Probes and load balancers poll health; one shared measurement per second keeps that from
-    costing a query per request, and a failure is never cached.
+    costing a query per request. A failure is shared for that second too, so checks queued
+    behind one that waited for a stalled database answer at once instead of each waiting.
     """
     global _last_ping
-    if _last_ping is not None and time.monotonic() - _last_ping[0] < _PING_TTL_SECONDS:
-        return _last_ping[1]
-    async with _ping_lock:
-        if _last_ping is not None and time.monotonic() - _last_ping[0] < _PING_TTL_SECONDS:
-            return _last_ping[1]
-        with anyio.fail_after(2):
-            latency = await db.ping()
-        _last_ping = (time.monotonic(), latency)
-        return latency
+    result = _recent()
+    if result is None:
+        async with _ping_lock:
+            result = _recent()
+            if result is None:
+                result = await _measure()
+                _last_ping = (time.monotonic(), result)
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+async def _measure() -> float | Exception:
+    """One bounded round trip: its latency, or why it failed."""
+    settings = get_settings()
+    try:
+        # db.ping() is bounded by the pool's timeouts already; this bounds the whole.
+        with anyio.fail_after(settings.db_acquire_timeout + settings.db_statement_timeout + 1):
+            return await db.ping()
+    except TimeoutError as exc:
+        failure = DatabaseUnavailable("The database did not answer in time")
+        failure.__cause__ = exc
+        return failure
+    except Exception as exc:  # noqa: BLE001 - raised to every caller sharing this measurement
+        return exc

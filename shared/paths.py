@@ -12,7 +12,7 @@ from urllib.parse import unquote_to_bytes
 
 from litestar.connection import ASGIConnection
 
-from agent.paths import (
+from shared.agent.paths import (
     MAX_COMPONENT_BYTES,
     MAX_DEPTH,
     MAX_PATH_BYTES,

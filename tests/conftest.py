@@ -62,7 +62,6 @@ def start_platform(database_url: str, extra_env: dict[str, str] | None = None) -
         "TRUSTED_PROXIES": "127.0.0.1/32",
         # uvicorn must not rewrite the peer from X-Forwarded-For itself (TRUSTED_PROXIES is the
         # one rule); an empty list of its own trusted hosts keeps its proxy handling inert.
-        "FORWARDED_ALLOW_IPS": "",
         "REGISTER_MAX_PER_ADDRESS": "1000000",
         "LOG_LEVEL": "warning",
         **(extra_env or {}),

@@ -84,12 +84,13 @@ def test_web_dockerfile_builds_the_ide_from_its_lockfile_and_serves_it_with_ide_
 
 
 @pytest.mark.parametrize("name", ["function.Dockerfile", "front.Dockerfile"])
-def test_backend_images_trust_proxy_headers_only_from_trusted_proxies(name: str) -> None:
+def test_backend_images_leave_forwarded_headers_to_the_platform(name: str) -> None:
     (cmd,) = [line for line in dockerfile(name) if line.startswith("CMD ")]
     assert "--port 8000" in cmd and "--host 0.0.0.0" in cmd
-    assert '--forwarded-allow-ips \\"${TRUSTED_PROXIES:-127.0.0.1}\\"' in cmd
+    # The platform reads X-Forwarded-For itself, only from TRUSTED_PROXIES.
+    assert "--no-proxy-headers" in cmd and "--forwarded-allow-ips" not in cmd
     assert "'*'" not in cmd and '"*"' not in cmd
-    assert "--log-config /app/shared/logsafe.json" in cmd
+    assert "--log-config /app/shared/uvicorn-logging.json" in cmd
 
 
 def test_execution_dockerfile_has_the_tools_sync_needs_and_runs_as_1000() -> None:

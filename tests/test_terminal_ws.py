@@ -212,7 +212,9 @@ async def test_plain_mode_is_resized_and_observed_over_http(
     async with open_terminal(platform, owner, workspace, plain=True) as ws:
         term = Terminal(ws)
         await term.until("$ ")
-        resized = owner.client.post(f"/api/terminal/{workspace}/resize", json={"cols": 120, "rows": 40})
+        resized = owner.client.post(
+            f"/api/terminal/{workspace}/resize", json={"cols": 120, "rows": 40}
+        )
         assert resized.status_code == 200, resized.text
         assert await term.run("stty size") == "40 120"
         state = owner.client.get(f"/api/terminal/{workspace}").json()["data"]
@@ -227,11 +229,18 @@ async def test_the_terminal_state_and_size_belong_to_the_owner(
 ) -> None:
     stranger = new_user(api)
     assert stranger.client.get(f"/api/terminal/{workspace}").status_code == 404
-    resize = stranger.client.post(f"/api/terminal/{workspace}/resize", json={"cols": 80, "rows": 24})
+    resize = stranger.client.post(
+        f"/api/terminal/{workspace}/resize", json={"cols": 80, "rows": 24}
+    )
     assert resize.status_code == 404
     stopped = owner.client.get(f"/api/terminal/{workspace}").json()["data"]
-    assert stopped == {"state": "stopped", "since": None, "connections": 0, "cols": None,
-                       "rows": None}
+    assert stopped == {
+        "state": "stopped",
+        "since": None,
+        "connections": 0,
+        "cols": None,
+        "rows": None,
+    }
     no_shell = owner.client.post(f"/api/terminal/{workspace}/resize", json={"cols": 80, "rows": 24})
     assert no_shell.status_code == 409
 

@@ -103,6 +103,7 @@ async def _serve(socket: WebSocket, session_id: UUID, runtime: ExecutionRuntime 
     rows = clamp_size(socket.query_params.get("rows"), 24)
     if channel:
         await Relay.send_control(socket, {"type": "status", "state": "starting"})
+
     async def close(code: int, reason: str) -> None:
         pass  # still starting: the relay takes over this callback once it runs
 

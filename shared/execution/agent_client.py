@@ -22,9 +22,9 @@ from typing import Any
 
 import attrs
 
-from agent import protocol
-from agent.paths import path_problem
-from agent.protocol import DATA, JSON, ProtocolError, encode_data, encode_json
+from shared.agent import protocol
+from shared.agent.paths import path_problem
+from shared.agent.protocol import DATA, JSON, ProtocolError, encode_data, encode_json
 from shared.execution.base import ExecutionError, ScannedEntry, ScanResult, WorkspaceEntry
 
 log = logging.getLogger(__name__)
@@ -85,9 +85,9 @@ def _number(value: Any, low: float = 0, high: float = float(1 << 62)) -> Any:
     return value
 
 
-async def _open(address: str, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _open(address: str, within: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             if address.startswith("unix:"):
                 return await asyncio.open_unix_connection(address[5:], limit=1 << 20)
             host, _, port = address.removeprefix("tcp:").rpartition(":")
@@ -101,12 +101,12 @@ async def _open(address: str, timeout: float) -> tuple[asyncio.StreamReader, asy
 
 
 async def connect(
-    endpoint: AgentEndpoint, hello: dict[str, Any], timeout: float
+    endpoint: AgentEndpoint, hello: dict[str, Any], within: float
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """An authenticated connection: read the agent's nonce, answer with the HMAC."""
-    reader, writer = await _open(endpoint.address, timeout)
+    reader, writer = await _open(endpoint.address, within)
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             greeting = await protocol.read_json(reader, max_json=4096)
             nonce = greeting.get("nonce")
             _check(greeting.get("hello") == protocol.HELLO and isinstance(nonce, str))
@@ -167,11 +167,11 @@ class AgentClient:
         *,
         blobs: int = 0,
         max_blob: int = protocol.MAX_DATA,
-        timeout: float | None = None,
+        within: float | None = None,
     ) -> tuple[dict[str, Any], list[bytes]]:
         """Send one request (and its DATA frames); its answer and ``blobs`` DATA frames.
         ``blobs`` may be a callable of the answer telling how many frames follow."""
-        limit = timeout or self.timeout
+        limit = within or self.timeout
         if self._idle:
             reader, writer = self._idle.popleft()
         else:

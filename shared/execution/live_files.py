@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 from uuid import UUID
 
-from agent.paths import parents_of
 from shared import db, environment_store, workspace_store
+from shared.agent.paths import parents_of
 from shared.errors import Conflict as ConflictError
 from shared.execution.agent_client import AgentClient, Conflict
 from shared.execution.base import ExecutionError

@@ -155,7 +155,7 @@ class LocalBackend:
         (same workspace on disk, new agent: the shells are gone, the files are not)."""
         # One stat of a directory entry: a workspace without an environment (the common case
         # on the hot file routes) costs no thread hop.
-        if not os.path.lexists(self.root / "sessions" / str(session_id)):
+        if not os.path.lexists(self.root / "sessions" / str(session_id)):  # noqa: ASYNC240
             return None
         slot = await anyio.to_thread.run_sync(self._session_slot, session_id)
         if slot is None:
@@ -230,11 +230,11 @@ class LocalBackend:
             return existing, False
         return slot, True
 
-    async def _wait_ready(self, slot: Slot, timeout: float = 20.0) -> None:
+    async def _wait_ready(self, slot: Slot, within: float = 20.0) -> None:
         """Until the agent answers (a fresh slot's interpreter may still be starting); the
         authenticated connection stays in the shared pool for the first real request."""
         client = client_for(slot.endpoint)
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(within):
             await client.status()
 
     async def status(self, session_id: UUID) -> EnvironmentStatus:

@@ -18,7 +18,9 @@ from shared.execution.sandbox_limits import bwrap_tmpfs_args
 
 SANDBOX_UID = 1000
 SANDBOX_GID = 1000
-AGENT_DIR = Path(__file__).resolve().parent.parent.parent / "agent"  # the repo's agent/
+AGENT_DIR = Path(__file__).resolve().parent.parent / "agent"  # shared/agent/
+# Mounted as /opt/cep-agent/shared/agent: ``python -m shared.agent`` finds it as a namespace
+# package there, without the rest of shared/ (which needs the platform's dependencies).
 AGENT_MOUNT = "/opt/cep-agent"
 
 # What bash and python need from /etc; everything else (shadow, ssh keys, sudoers, service
@@ -57,7 +59,7 @@ SHELL_ENV = {
 def agent_argv(config: SandboxSettings, listen_fd: int, secret_fd: int) -> list[str]:
     """The agent's own command (inside the sandbox, or plain when unsandboxed)."""
     return [
-        config.python, "-S", "-B", "-m", "agent",
+        config.python, "-S", "-B", "-m", "shared.agent",
         "--listen-fd", str(listen_fd), "--secret-fd", str(secret_fd),
         "--grace", f"{config.terminal_grace_seconds:g}",
         "--slow", f"{config.slow_viewer_seconds:g}",
@@ -80,7 +82,7 @@ def sandbox_argv(
     argv += ["--ro-bind-data", str(passwd_fd), "/etc/passwd"]
     argv += ["--ro-bind-data", str(group_fd), "/etc/group"]
     argv += [
-        "--ro-bind", str(AGENT_DIR), f"{AGENT_MOUNT}/agent",
+        "--ro-bind", str(AGENT_DIR), f"{AGENT_MOUNT}/shared/agent",
         "--bind-fd", str(workspace_fd), "/workspace",
         "--proc", "/proc",
         "--dev", "/dev",

@@ -239,7 +239,7 @@ def spawn(slot: Slot, config: SandboxSettings, containment: Containment) -> None
 def _plain_env(slot: Slot) -> dict[str, str]:
     env = dict(local_sandbox.SHELL_ENV)
     env.update(HOME=str(slot.dir / "workspace"), PATH="/usr/local/bin:/usr/bin:/bin",
-               PYTHONPATH=str(local_sandbox.AGENT_DIR.parent))  # fmt: skip
+               PYTHONPATH=str(local_sandbox.AGENT_DIR.parent.parent))  # fmt: skip
     return env
 
 

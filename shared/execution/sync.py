@@ -23,8 +23,8 @@ from uuid import UUID
 
 import attrs
 
-from agent.paths import parents_of
 from shared import db, environment_store, workspace_store
+from shared.agent.paths import parents_of
 from shared.config import Settings
 from shared.envelope import utc_now
 from shared.execution.agent_client import AgentClient, Conflict

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
-from agent.paths import is_under
+from shared.agent.paths import is_under
 
 Entry = tuple[str, str | None]  # ("file", sha256) | ("directory", None)
 

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 import anyio
 import pytest
 
-from agent import protocol
+from shared.agent import protocol
 from shared.execution.agent_client import (
     AgentClient,
     AgentEndpoint,

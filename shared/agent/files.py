@@ -20,7 +20,7 @@ import stat
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from agent.paths import display, path_problem
+from .paths import display, path_problem
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -236,9 +236,9 @@ class Workspace:
         parts = _split(path)
         try:
             dir_fd = self._open_parent(parts, create=False)
-        except FileNotFoundError:
-            return []
         except OSError as exc:
+            if isinstance(exc, FileNotFoundError) or exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                return []  # nothing there (a symlink or a file is not the directory named)
             raise _os_error(exc, path) from None
         try:
             if expect is None:

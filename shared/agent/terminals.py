@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from agent.protocol import encode_data, encode_json
+from .protocol import encode_data, encode_json
 
 READ_CHUNK = 64 * 1024
 RING_CHARS = 64 * 1024

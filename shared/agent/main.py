@@ -27,10 +27,10 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from agent import protocol
-from agent.files import FileError, Workspace, sha256_hex
-from agent.protocol import DATA, ProtocolError, encode_data, encode_json
-from agent.terminals import TerminalManager, Viewer
+from . import protocol
+from .files import FileError, Workspace, sha256_hex
+from .protocol import DATA, ProtocolError, encode_data, encode_json
+from .terminals import TerminalManager, Viewer
 
 AUTH_TIMEOUT = 10.0
 MAX_CONNECTIONS = 256

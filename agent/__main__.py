@@ -1,3 +1,0 @@
-from agent.main import run
-
-run()
