@@ -121,11 +121,11 @@ def fresh_database() -> AbstractContextManager[str]:
     return make("cep_bench", "bench-pg")
 
 
-def start_gateway(database_url: str) -> Any:
+def start_gateway(database_url: str, env: dict[str, str] | None = None) -> Any:
     """The platform exactly as the tests start it (tests.conftest.start_platform)."""
     from tests.conftest import start_platform
 
-    return start_platform(database_url, {"LOG_LEVEL": "warning"})
+    return start_platform(database_url, {"LOG_LEVEL": "warning", **(env or {})})
 
 
 def start_baseline(workdir: Path) -> tuple[subprocess.Popen[bytes], str, Path]:

@@ -32,7 +32,8 @@ from shared.errors import EXCEPTION_HANDLERS, error_responses
 from shared.execution.runtime import process_runtime, running_runtime
 from shared.health import health, liveness, readiness
 from shared.request_body import check_json_body
-from shared.web_security import guard
+from shared.throttle import TokenBuckets, throttle
+from shared.web_security import client_address, guard
 
 # Every route can fail these ways regardless of what it does (503/507: the database fails).
 _ALWAYS = (400, 431, 500, 503, 507)
@@ -153,8 +154,13 @@ def create_app(
         ),
     )
     app_holder["app"] = app
-    # Outside CORS and routing: oversized headers and cross-site requests stop here.
+    # Outside CORS and routing: oversized headers and cross-site requests stop here, and a
+    # flood of account requests from one address costs microseconds each.
     app.asgi_handler = guard(app.asgi_handler, settings)
+    buckets = TokenBuckets(settings.auth_requests_per_second, settings.auth_requests_burst)
+    app.asgi_handler = throttle(
+        app.asgi_handler, buckets, lambda scope: client_address(scope, settings)
+    )
     allow_table.update(allow_headers(app))
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     return app

@@ -179,7 +179,10 @@ class Settings:
     register_window_seconds: int = 3600
     # CIDRs of the proxies whose X-Forwarded-For is believed; empty: the socket peer is the client
     trusted_proxies: tuple[str, ...] = ()
-    password_hash_concurrency: int = 2  # argon2 hashes at once (64 MiB each)
+    # Account requests (register, login) per client address, refused in memory past this.
+    auth_requests_per_second: float = 10.0
+    auth_requests_burst: float = 30.0
+    password_hash_concurrency: int = 1  # argon2 hashes at once (64 MiB and a core each)
     password_hash_queue: int = 32  # requests waiting for a hash slot before 503
     max_sessions_per_user: int = 100
 
@@ -220,6 +223,8 @@ class Settings:
                 env.get("REGISTER_WINDOW_SECONDS", d.register_window_seconds)
             ),
             trusted_proxies=_list(env.get("TRUSTED_PROXIES", "")),
+            auth_requests_per_second=_Env(env).float("AUTH_REQUESTS_PER_SECOND", 10.0),
+            auth_requests_burst=_Env(env).float("AUTH_REQUESTS_BURST", 30.0, minimum=0.99),
             password_hash_concurrency=int(
                 env.get("PASSWORD_HASH_CONCURRENCY", d.password_hash_concurrency)
             ),

@@ -40,6 +40,8 @@ export interface TerminalOptions {
   workspaceId: string;
   /** Output went quiet after some activity: a good moment to refresh the file tree. */
   onQuiet?: () => void;
+  /** The environment became ready or the shell exited: the workspace status changed. */
+  onStateChange?: () => void;
   onUnauthenticated?: () => void;
 }
 
@@ -195,11 +197,13 @@ export class TerminalPane {
         if (performance.getEntriesByName("ide:terminal-ready").length === 0) performance.mark("ide:terminal-ready");
         this.attempt = 0;
         this.setState("ready", "ok");
+        this.options.onStateChange?.();
       } else if (message.state === "starting") {
         this.setState("starting the environment…");
       } else if (message.state === "exited") {
         this.exited = true;
         this.setState(`exited${message.code !== null && message.code !== undefined ? ` (code ${message.code})` : ""}`, "warn");
+        this.options.onStateChange?.();
       }
     } else if (message.type === "error") {
       this.setState(message.message ?? "error", "error");

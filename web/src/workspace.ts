@@ -106,7 +106,12 @@ export function renderWorkspace(root: HTMLElement, workspaceId: string, onUnauth
     // The terminal starts the environment, and reads of a starting one wait for it: files first.
     const { TerminalPane } = await import("./terminal");
     if (disposed) return;
-    terminal = new TerminalPane({ workspaceId, onQuiet: () => void refresh(), onUnauthenticated });
+    terminal = new TerminalPane({
+      workspaceId,
+      onQuiet: () => void refresh(),
+      onStateChange: () => void status.refresh(),
+      onUnauthenticated,
+    });
     terminalSlot.replaceWith(terminal.element);
     terminal.start();
     void status.refresh();
