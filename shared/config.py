@@ -124,6 +124,10 @@ def _pairs(name: str, text: str | None) -> dict[str, str]:
     return pairs
 
 
+def _str_dict(value: Mapping[str, str]) -> dict[str, str]:
+    return dict(value)
+
+
 @attrs.frozen
 class KubernetesSettings:
     """The kubernetes backend (EXECUTION_BACKEND=kubernetes): where and how execution pods run.
@@ -139,7 +143,7 @@ class KubernetesSettings:
     workspace_size_limit: str = "1Gi"  # EXECUTION_WORKSPACE_SIZE
     tmp_size_limit: str = "256Mi"  # EXECUTION_TMP_SIZE
     runtime_class: str | None = None  # EXECUTION_RUNTIME_CLASS, e.g. "gvisor"
-    node_selector: Mapping[str, str] = attrs.field(factory=dict, converter=dict, hash=False)
+    node_selector: Mapping[str, str] = attrs.field(factory=dict, converter=_str_dict, hash=False)
     agent_port: int = 7681  # EXECUTION_AGENT_PORT: the agent's port in every pod
     ready_timeout_seconds: float = 60.0  # EXECUTION_READY_TIMEOUT
     stop_timeout_seconds: float = 60.0  # how long a stop waits for the pod to be gone

@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import anyio
+import httpx
 import pytest
 
 from shared.execution.agent_client import AgentEndpoint, client_for
@@ -26,8 +27,11 @@ from shared.execution.base import (
 )
 from shared.execution.kubernetes import KubernetesBackend
 from shared.execution.pod_spec import SECRET_ENV, pod_name
+from tests.conftest import start_platform
 from tests.fake_k8s import FakeKubernetes
 from tests.fake_k8s.factory import settings_for
+from tests.helpers import Platform, new_user, new_workspace
+from tests.terminal_client import Terminal, open_terminal
 
 pytestmark = pytest.mark.anyio
 OWNER = 7
@@ -368,3 +372,44 @@ async def test_the_agent_secret_never_appears_in_a_log_line(
     assert caplog.records
     for record in caplog.records:
         assert secret not in record.getMessage(), record.name
+
+
+# --- the platform on a cluster -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def platform_on_k8s(
+    database_url: str, fake_k8s: FakeKubernetes, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Platform]:
+    kubeconfig = fake_k8s.write_kubeconfig(tmp_path_factory.mktemp("k8s") / "kubeconfig")
+    env = {"EXECUTION_BACKEND": "kubernetes", "KUBECONFIG": str(kubeconfig)}
+    platform = start_platform(database_url, env)
+    try:
+        yield platform
+    finally:
+        platform.stop()
+
+
+async def test_the_platforms_terminal_runs_in_a_pod_and_what_it_writes_is_saved(
+    platform_on_k8s: Platform, fake_k8s: FakeKubernetes
+) -> None:
+    with httpx.Client(base_url=platform_on_k8s.base_url, timeout=30) as api:
+        owner = new_user(api)
+    workspace = new_workspace(owner)
+    created = owner.client.post(
+        f"/api/workspace/{workspace}/files", json={"path": "given.txt", "content": "from api\n"}
+    )
+    assert created.status_code == 201, created.text
+    async with open_terminal(platform_on_k8s, owner, workspace) as ws:
+        term = Terminal(ws)
+        await term.ready()
+        assert await term.run("hostname") == pod_name(workspace)  # the shell is the pod's
+        assert await term.run("cat given.txt") == "from api"
+        await term.run("echo made-in-pod > pod.txt")
+    saved = owner.client.get(f"/api/workspace/{workspace}/files/pod.txt")
+    assert saved.status_code == 200 and saved.json()["data"]["content"] == "made-in-pod\n"
+    execution = owner.client.get(f"/api/workspace/{workspace}/status").json()["data"]["execution"]
+    assert execution["state"] == "running" and execution["backend"] == "kubernetes"
+    shutdown = owner.client.post(f"/workspace/{workspace}/shutdown")
+    assert shutdown.status_code == 200 and shutdown.json()["data"]["container_cleaned"] is True
+    assert pod_name(workspace) not in pod_names(fake_k8s)

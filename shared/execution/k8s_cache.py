@@ -292,7 +292,7 @@ class PodCache:
         return version, events
 
     def _apply(self, kind: str, pod: dict[str, Any]) -> None:
-        name = (pod.get("metadata") or {}).get("name")
+        name = str((pod.get("metadata") or {}).get("name"))
         view = pod_view(pod)
         with self._lock:
             if kind == "DELETED" or view is None:

@@ -141,22 +141,22 @@ class KubernetesBackend:
         async with self._locks.hold(session_id):
             self._starting[session_id] = datetime.now(UTC)
             try:
-                started = await self._start(session_id, owner_id)
+                result = await self._start(session_id, owner_id)
             except ExecutionError as exc:
                 self._failures[session_id] = str(exc)
                 raise
             finally:
                 self._starting.pop(session_id, None)
             self._failures.pop(session_id, None)
-            return started
+            return result
 
     async def _start(self, session_id: UUID, owner_id: int) -> tuple[AgentEndpoint, bool]:
         name = pod_name(session_id)
         view = self._cache.get(name)
-        if view is not None and endpoint_of(view) is not None:
-            return endpoint_of(view), False  # type: ignore[return-value]
+        if (endpoint := endpoint_of(view)) is not None:
+            return endpoint, False
         if view is not None and (view.phase == FAILED or view.deleting):
-            await self._delete(name)  # a dead or dying pod is replaced, not reused
+            await self._delete(name, view.uid)  # a dead or dying pod is replaced, not reused
             view = None
         if view is not None:  # another replica is starting it
             return await self._ready(name, None), False
@@ -168,11 +168,12 @@ class KubernetesBackend:
                 raise ExecutionError(api_problem(exc)) from None
             return await self._ready(name, None), False  # another replica, a moment ago
         log.info("created execution pod %s", name)
+        uid = created["metadata"]["uid"]
         try:
-            return await self._ready(name, created["metadata"]["uid"]), True
+            return await self._ready(name, uid), True
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await self._delete_quietly(name)
+                await self._delete_quietly(name, uid)
             raise
 
     async def _ready(self, name: str, uid: str | None) -> AgentEndpoint:
@@ -204,16 +205,18 @@ class KubernetesBackend:
                 f"The execution environment did not become ready within {timeout:g} s.{reason}"
             ) from None
 
-    async def _delete(self, name: str) -> bool:
-        """Delete the pod at once (grace 0) and wait until the cache saw it go. False if
-        there was none."""
+    async def _delete(self, name: str, uid: str | None = None) -> bool:
+        """Delete the pod (``uid``: only that one, not a newer namesake) at once (grace 0)
+        and wait until the cache saw it go. False if there was none."""
+        options = {"gracePeriodSeconds": 0, "propagationPolicy": "Background"}
+        if uid is not None:
+            options["preconditions"] = {"uid": uid}
         try:
             pod = await self._call(
-                "delete_namespaced_pod", name, self.config.namespace,
-                grace_period_seconds=0, propagation_policy="Background",
-            )  # fmt: skip
+                "delete_namespaced_pod", name, self.config.namespace, body=options
+            )
         except ApiException as exc:
-            if exc.status == 404:
+            if exc.status in (404, 409):  # gone, or already another pod of that name
                 return False
             raise ExecutionError(api_problem(exc)) from None
         uid = (pod.get("metadata") or {}).get("uid")
@@ -229,9 +232,9 @@ class KubernetesBackend:
                         self.config.stop_timeout_seconds)  # fmt: skip
         return True
 
-    async def _delete_quietly(self, name: str) -> None:
+    async def _delete_quietly(self, name: str, uid: str | None = None) -> None:
         try:
-            await self._delete(name)
+            await self._delete(name, uid)
         except ExecutionError:
             log.warning("could not remove the failed pod %s", name)
 
@@ -282,6 +285,7 @@ class KubernetesBackend:
         for task in list(self._deletions):
             task.cancel()
         await self._cache.stop()
+        self._cache = PodCache(self._connect, self.config.namespace)  # a later use starts anew
         if self._api_client is not None:
             await anyio.to_thread.run_sync(self._api_client.close)
             self._api_client = self._core = None
@@ -312,7 +316,8 @@ class KubernetesBackend:
                         "The execution environment did not start."
                     )
                     log.info("removing execution pod %s (%s)", view.name, view.phase)
-                    task = asyncio.get_running_loop().create_task(self._delete_quietly(view.name))
+                    deletion = self._delete_quietly(view.name, view.uid)
+                    task = asyncio.get_running_loop().create_task(deletion)
                     self._deletions.add(task)
                     task.add_done_callback(self._deletions.discard)
             self._tidying &= present

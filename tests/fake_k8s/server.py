@@ -79,7 +79,9 @@ class FakeApiServer:
 
     async def delete_pod(self, request: web.Request) -> web.Response:
         info = request.match_info
-        return web.json_response(self.store.delete(info["namespace"], info["name"]))
+        options = await request.json() if request.can_read_body else {}
+        uid = ((options or {}).get("preconditions") or {}).get("uid")
+        return web.json_response(self.store.delete(info["namespace"], info["name"], uid))
 
     async def list_pods(self, request: web.Request) -> web.StreamResponse:
         namespace = request.match_info["namespace"]

@@ -155,8 +155,10 @@ class PodStore:
             if ns == namespace and matches(p)
         ]
 
-    def delete(self, namespace: str, name: str) -> Pod:
+    def delete(self, namespace: str, name: str, uid: str | None = None) -> Pod:
         pod = self.get(namespace, name)
+        if uid is not None and pod["metadata"]["uid"] != uid:
+            raise ApiError(409, "Conflict", f"Precondition failed: UID in precondition: {uid}")
         if "deletionTimestamp" not in pod["metadata"]:
             pod["metadata"]["deletionTimestamp"] = timestamp()
             pod["metadata"]["deletionGracePeriodSeconds"] = 0
@@ -338,9 +340,14 @@ class PodStore:
         state = {"running": {"startedAt": now}}
         pod["status"]["containerStatuses"] = self._container_status(pod, state, ready=False)
         self._changed("MODIFIED", pod)
-        exited = asyncio.get_running_loop().create_future()
-        pidfd = os.pidfd_open(process.pid)
-        asyncio.get_running_loop().add_reader(pidfd, lambda: exited.done() or exited.set_result(0))
+        exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def on_exit() -> None:
+            if not exited.done():
+                exited.set_result(None)
+
+        pidfd = os.pidfd_open(process.pid)  # readable once the process has exited
+        asyncio.get_running_loop().add_reader(pidfd, on_exit)
         try:
             port = ((container.get("readinessProbe") or {}).get("tcpSocket") or {}).get("port")
             if port is None or await self._probe(network.ip, int(port), exited):
@@ -354,7 +361,7 @@ class PodStore:
         if self._live(namespace, name) is pod:
             self._set_exited(pod, code if code >= 0 else 128 - code)
 
-    async def _probe(self, ip: str, port: int, exited: asyncio.Future[int]) -> bool:
+    async def _probe(self, ip: str, port: int, exited: asyncio.Future[None]) -> bool:
         """Until a TCP connect to the probe's port succeeds (True) or the process exits."""
         while not exited.done():
             try:
