@@ -16,7 +16,6 @@ from shared import db
 
 log = logging.getLogger(__name__)
 
-
 async def run_as_leader(
     scope: str,
     work: Callable[[], Awaitable[None]],
