@@ -52,10 +52,9 @@ class QuotaReached(ExecutionError):
 
 def make_backend(settings: Settings) -> ExecutionBackend:
     if settings.execution.backend == "kubernetes":
-        from shared.execution.k8s_config import KubernetesBackendConfig
         from shared.execution.kubernetes import KubernetesBackend
 
-        return KubernetesBackend(KubernetesBackendConfig.from_settings(settings))
+        return KubernetesBackend(settings.execution.kubernetes)
     from shared.execution.local import LocalBackend
 
     return LocalBackend(settings.execution.sandbox)
