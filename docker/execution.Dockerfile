@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # The execution image: what a user's terminal runs in (one pod exec-<session-id> per session).
-# Its one process is the environment agent (agent/, stdlib only), which the platform reaches
+# Its one process is the environment agent (shared/agent/, stdlib only), which the platform reaches
 # on port 7681 of the pod: it owns the shells and does the file sync.
 # Build from the repository root:
 #   docker build -f docker/execution.Dockerfile -t registry.example.com/coding-platform/execution:1.0.0 .
@@ -20,7 +20,8 @@ RUN groupadd --gid 1000 runner \
 # and the PATH below, which holds no directory the user can write.
 RUN printf '\n# the user'"'"'s own tools (pip install --user)\nPATH="/tmp/.local/bin:$PATH"\n' \
       >> /etc/bash.bashrc
-COPY agent/ /opt/cep-agent/agent/
+# Only the agent: shared/ here is a namespace package holding nothing else.
+COPY shared/agent/ /opt/cep-agent/shared/agent/
 # The root filesystem is read-only in the pod; only /workspace (synced to PostgreSQL) and /tmp
 # are writable. pip's user site and caches live in /tmp, so installed packages are not synced
 # back as workspace files. PIP_BREAK_SYSTEM_PACKAGES allows `pip install --user` on Debian.
@@ -40,5 +41,5 @@ EXPOSE 7681
 # The pod spec the platform creates gives the same command with its settings, and the secret
 # in CEP_AGENT_SECRET (which the agent removes from its environment before any shell starts).
 # -P: the working directory (/workspace) is never on the agent's import path.
-CMD ["/usr/bin/python3", "-S", "-B", "-P", "-m", "agent", "--listen", "0.0.0.0:7681", \
+CMD ["/usr/bin/python3", "-S", "-B", "-P", "-m", "shared.agent", "--listen", "0.0.0.0:7681", \
      "--secret-env", "CEP_AGENT_SECRET", "--workspace", "/workspace", "--prespawn"]

@@ -55,7 +55,7 @@ def test_pod_is_labelled_with_app_session_and_owner_in_the_namespace() -> None:
 def test_the_pods_process_is_the_agent_listening_on_the_agent_port() -> None:
     command = container()["command"]
     assert command[0] == "/usr/bin/python3"
-    assert command[command.index("-m") + 1] == "agent"
+    assert command[command.index("-m") + 1] == "shared.agent"
     assert "-P" in command  # the user's /workspace never shadows a module of the agent
     assert command[command.index("--listen") + 1] == "0.0.0.0:7681"
     assert command[command.index("--secret-env") + 1] == SECRET_ENV
@@ -155,7 +155,7 @@ def test_manifest_is_accepted_by_the_official_client_model() -> None:
 
 def test_the_image_holds_the_agent_where_the_pod_looks_for_it() -> None:
     lines = (ROOT / "docker" / "execution.Dockerfile").read_text().splitlines()
-    assert f"COPY agent/ {AGENT_HOME}/agent/" in lines
+    assert f"COPY shared/agent/ {AGENT_HOME}/shared/agent/" in lines
     (path,) = [line.split()[1].removeprefix("PATH=") for line in lines
                if line.startswith("ENV PATH=")]  # fmt: skip
     assert "/tmp" not in path and "/workspace" not in path

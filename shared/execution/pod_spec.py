@@ -1,7 +1,7 @@
 """The execution pod's manifest, built by one pure function from the settings (kubespawner's
 make_pod).
 
-The pod's one process is the environment agent (``agent/``, copied into the execution image
+The pod's one process is the environment agent (``shared/agent/``, copied into the execution image
 at ``AGENT_HOME``): it listens on the agent port, proves itself with the per-pod secret it
 reads (and removes) from its environment, and owns the shells and the file work. Nothing
 here talks to a cluster, so the restricted Pod Security profile, the command, the probe,
@@ -24,8 +24,9 @@ WORKSPACE_DIR = "/workspace"
 RUN_AS_UID = 1000
 RUN_AS_GID = 1000
 SECRET_ENV = "CEP_AGENT_SECRET"
-# Where docker/execution.Dockerfile puts agent/, and the image's own Python (absolute: nothing
-# the platform runs in a pod resolves through PATH).
+# Where docker/execution.Dockerfile puts shared/agent/ (shared/ there is a namespace package
+# holding only it), and the image's own Python (absolute: nothing the platform runs in a pod
+# resolves through PATH).
 AGENT_HOME = "/opt/cep-agent"
 PYTHON = "/usr/bin/python3"
 # No directory the user can write (/workspace, /tmp) is on it: the agent's PATH. Interactive
@@ -63,7 +64,7 @@ def agent_command(config: KubernetesSettings) -> list[str]:
     """The pod's process. ``-P``: the working directory (the user's /workspace) is not put on
     the agent's import path, so nothing the user writes there can shadow a module of it."""
     return [
-        PYTHON, "-S", "-B", "-P", "-m", "agent",
+        PYTHON, "-S", "-B", "-P", "-m", "shared.agent",
         "--listen", f"0.0.0.0:{config.agent_port}",
         "--secret-env", SECRET_ENV,
         "--workspace", WORKSPACE_DIR,

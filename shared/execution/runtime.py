@@ -171,6 +171,9 @@ class ExecutionRuntime:
         async with self.locks.hold(("environment", session_id)):
             endpoint = await backend.find(session_id)
             if endpoint is not None:
+                if not (await self.client(endpoint).status()).materialized:
+                    # Whoever started it died before its files were in: put them in now.
+                    await self.sync.materialize(session_id, self.client(endpoint))
                 return endpoint
             limit = self.config.max_environments_per_user
             running = [e for e in await backend.running() if e.owner_id == owner_id]

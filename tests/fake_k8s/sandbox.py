@@ -3,7 +3,7 @@ stand-in for the image, inside the pod's own network namespace.
 
 ``nsenter --net=<the pod's netns> setpriv <runAsUser> bwrap ... -- <command> <args>``:
 the host's system directories read-only (standing in for the image), an empty directory at
-``/workspace`` and ``/tmp`` (the emptyDirs), the repository's ``agent/`` where the pod's
+``/workspace`` and ``/tmp`` (the emptyDirs), the repository's ``shared/agent/`` where the pod's
 PYTHONPATH expects it (as the execution image holds it), private pid/ipc/uts namespaces,
 the container's env (the secret travels in the environment, never in argv) and working
 directory. The process is a real uid (1000) on the host, not root in a user namespace.
@@ -22,7 +22,7 @@ from typing import Any
 from .network import PodNetwork
 
 BWRAP = shutil.which("bwrap")
-AGENT_DIR = Path(__file__).resolve().parents[2] / "agent"
+AGENT_DIR = Path(__file__).resolve().parents[2] / "shared" / "agent"
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 
 
@@ -67,7 +67,7 @@ class PodSandbox:
                 argv += ["--ro-bind", path, path]
         agent_home = env.get("PYTHONPATH", "").split(":")[0]
         if agent_home.startswith("/"):
-            argv += ["--ro-bind", str(AGENT_DIR), f"{agent_home.rstrip('/')}/agent"]
+            argv += ["--ro-bind", str(AGENT_DIR), f"{agent_home.rstrip('/')}/shared/agent"]
         argv += [
             "--bind", str(self.workspace), "/workspace",
             "--bind", str(self.tmp), "/tmp",
