@@ -56,4 +56,4 @@ ENV PATH=/opt/venv/bin:$PATH \
 WORKDIR /app
 USER 1000:1000
 EXPOSE 8000
-CMD ["sh", "-c", "exec uvicorn --host 0.0.0.0 --port 8000 --no-proxy-headers --log-config /app/shared/uvicorn-logging.json --timeout-graceful-shutdown 20"]
+CMD ["sh", "-c", "exec uvicorn --host 0.0.0.0 --port 8000 --no-proxy-headers --ws-max-size 1048576 --ws-per-message-deflate false --log-config /app/shared/uvicorn-logging.json --timeout-graceful-shutdown 20"]

@@ -54,4 +54,4 @@ USER 1000:1000
 EXPOSE 8000
 # The Kubernetes manifests pass the same command explicitly; this default serves `docker run`.
 # X-Forwarded-For counts only from TRUSTED_PROXIES (nobody unless set).
-CMD ["sh", "-c", "exec uvicorn --host 0.0.0.0 --port 8000 --no-proxy-headers --log-config /app/shared/uvicorn-logging.json --timeout-graceful-shutdown 20"]
+CMD ["sh", "-c", "exec uvicorn --host 0.0.0.0 --port 8000 --no-proxy-headers --ws-max-size 1048576 --ws-per-message-deflate false --log-config /app/shared/uvicorn-logging.json --timeout-graceful-shutdown 20"]

@@ -113,6 +113,68 @@ class SandboxSettings:
         )
 
 
+def _pairs(name: str, text: str | None) -> dict[str, str]:
+    """``"k=v,k2=v2"`` -> ``{"k": "v", "k2": "v2"}``; blanks are ignored."""
+    pairs: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{name}: expected key=value, got {item!r}")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def _str_dict(value: Mapping[str, str]) -> dict[str, str]:
+    return dict(value)
+
+
+@attrs.frozen
+class KubernetesSettings:
+    """The kubernetes backend (EXECUTION_BACKEND=kubernetes): where and how execution pods run.
+    Every default works in a cluster set up by the manifests in ``k8s/``."""
+
+    namespace: str = "coding-platform"  # K8S_NAMESPACE
+    kubeconfig: str | None = None  # KUBECONFIG; None: in-cluster, else ~/.kube/config
+    api_timeout_seconds: float = 10.0  # K8S_API_TIMEOUT_SECONDS: first answer of the API
+    image: str = "code-execution-platform/execution:latest"  # EXECUTION_IMAGE
+    image_pull_policy: str = "IfNotPresent"  # EXECUTION_IMAGE_PULL_POLICY
+    cpu: str = "500m"  # EXECUTION_CPU (requests = limits)
+    memory: str = "512Mi"  # EXECUTION_MEMORY
+    workspace_size_limit: str = "1Gi"  # EXECUTION_WORKSPACE_SIZE
+    tmp_size_limit: str = "256Mi"  # EXECUTION_TMP_SIZE
+    runtime_class: str | None = None  # EXECUTION_RUNTIME_CLASS, e.g. "gvisor"
+    node_selector: Mapping[str, str] = attrs.field(factory=dict, converter=_str_dict, hash=False)
+    agent_port: int = 7681  # EXECUTION_AGENT_PORT: the agent's port in every pod
+    ready_timeout_seconds: float = 60.0  # EXECUTION_READY_TIMEOUT
+    stop_timeout_seconds: float = 60.0  # how long a stop waits for the pod to be gone
+    # The agent's terminal timings, the same as the local backend's (TERMINAL_*).
+    terminal_grace_seconds: float = 300.0
+    slow_viewer_seconds: float = 5.0
+
+    @classmethod
+    def read(cls, env: _Env, sandbox: SandboxSettings) -> KubernetesSettings:
+        port = env.int("EXECUTION_AGENT_PORT", 7681, minimum=1024)
+        if port > 65535:
+            raise ValueError(f"EXECUTION_AGENT_PORT must be a TCP port, got {port}")
+        return cls(
+            namespace=env.str("K8S_NAMESPACE", "coding-platform"),
+            kubeconfig=env.raw("KUBECONFIG"),
+            api_timeout_seconds=env.float("K8S_API_TIMEOUT_SECONDS", 10.0),
+            image=env.str("EXECUTION_IMAGE", "code-execution-platform/execution:latest"),
+            image_pull_policy=env.str("EXECUTION_IMAGE_PULL_POLICY", "IfNotPresent"),
+            cpu=env.str("EXECUTION_CPU", "500m"),
+            memory=env.str("EXECUTION_MEMORY", "512Mi"),
+            workspace_size_limit=env.str("EXECUTION_WORKSPACE_SIZE", "1Gi"),
+            tmp_size_limit=env.str("EXECUTION_TMP_SIZE", "256Mi"),
+            runtime_class=env.raw("EXECUTION_RUNTIME_CLASS"),
+            node_selector=_pairs("EXECUTION_NODE_SELECTOR", env.raw("EXECUTION_NODE_SELECTOR")),
+            agent_port=port,
+            ready_timeout_seconds=env.float("EXECUTION_READY_TIMEOUT", 60.0),
+            terminal_grace_seconds=sandbox.terminal_grace_seconds,
+            slow_viewer_seconds=sandbox.slow_viewer_seconds,
+        )
+
+
 @attrs.frozen
 class ExecutionSettings:
     """Execution environments: which backend, their lifecycle, sync and per-user limits."""
@@ -127,10 +189,12 @@ class ExecutionSettings:
     max_environments_per_user: int = 3  # MAX_ENVIRONMENTS_PER_USER: running at once
     max_terminals_per_session: int = 8  # MAX_TERMINALS_PER_SESSION: WebSocket connections
     sandbox: SandboxSettings = SandboxSettings()
+    kubernetes: KubernetesSettings = KubernetesSettings()
 
     @classmethod
     def read(cls, env: _Env, data_dir: Path) -> ExecutionSettings:
         ignore = env.env.get("SYNC_IGNORE")
+        sandbox = SandboxSettings.read(env, data_dir)
         return cls(
             backend=env.str("EXECUTION_BACKEND", "local", ("local", "kubernetes")),
             idle_seconds=env.float("EXECUTION_IDLE_SECONDS", 900.0),
@@ -141,7 +205,8 @@ class ExecutionSettings:
             agent_timeout_seconds=env.float("AGENT_TIMEOUT_SECONDS", 10.0),
             max_environments_per_user=env.int("MAX_ENVIRONMENTS_PER_USER", 3),
             max_terminals_per_session=env.int("MAX_TERMINALS_PER_SESSION", 8),
-            sandbox=SandboxSettings.read(env, data_dir),
+            sandbox=sandbox,
+            kubernetes=KubernetesSettings.read(env, sandbox),
         )
 
 

@@ -41,8 +41,9 @@ def agent_process(tmp_path: Path, grace: float = 300, slow: float = 5) -> Iterat
     env = {"PYTHONPATH": str(ROOT), "TERM": "xterm-256color", "HOME": str(workspace),
            "PATH": "/usr/bin:/bin", "PS1": "$ ", "LANG": "C.UTF-8"}  # fmt: skip
     process = subprocess.Popen(
-        [SYSTEM_PYTHON, "-S", "-B", "-m", "shared.agent", "--listen-fd", str(listener.fileno()),
-         "--secret-fd", str(read_end), "--workspace", str(workspace),
+        [SYSTEM_PYTHON, "-S", "-B", "-P", "-m", "shared.agent",
+         "--listen-fd", str(listener.fileno()), "--secret-fd", str(read_end),
+         "--workspace", str(workspace),
          "--grace", str(grace), "--slow", str(slow)],
         pass_fds=(listener.fileno(), read_end), env=env, start_new_session=True,
     )  # fmt: skip

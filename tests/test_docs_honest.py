@@ -12,8 +12,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 METHODS = ("get", "post", "put", "patch", "delete")
 TERMINAL_PREFIX = "/api/terminal"
-# Written on the terminal's branch (its WebSocket protocol); drop this once both are merged.
-NOT_YET_MERGED = {DOCS / "terminal.md"}
 
 # An endpoint is documented by a heading of its own: ### `POST /api/users/register`
 HEADING = re.compile(r"^#{2,4} `(GET|POST|PUT|PATCH|DELETE) (/\S*)`\s*$", re.MULTILINE)
@@ -72,7 +70,7 @@ def test_the_docs_link_only_to_files_of_the_repository() -> None:
                 continue
             assert "://" not in target, f"{page.name} links outside the repository: {target}"
             linked = page.parent / target.split("#")[0]
-            assert linked.exists() or linked in NOT_YET_MERGED, f"{page.name}: {target}"
+            assert linked.exists(), f"{page.name}: {target}"
 
 
 def test_the_readme_points_users_at_the_api_guide() -> None:

@@ -496,9 +496,8 @@ def test_only_terminal_and_workspace_may_manage_execution_pods(target: str) -> N
 
     (role,) = of_kind(objs, "Role")
     rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
-    assert rules == {
+    assert rules == {  # no pods/exec: nothing reaches into a pod through the API server
         (("",), ("pods",)): {"create", "get", "list", "watch", "delete"},
-        (("",), ("pods/exec",)): {"create", "get"},
     }
 
     (binding,) = of_kind(objs, "RoleBinding")
@@ -747,7 +746,7 @@ def test_a_function_is_a_few_lines_over_the_template() -> None:
 def test_execution_pod_from_the_rendered_config_is_valid_and_restricted(target: str) -> None:
     """The pod built from the ConfigMap the functions get is valid 1.30, restricted, and is
     the pod the RBAC, the NetworkPolicy and the namespace are meant for."""
-    from shared.execution.k8s_config import KubernetesBackendConfig
+    from shared.config import Settings
     from shared.execution.pod_spec import build_pod_manifest
 
     objs = render(target)
@@ -757,8 +756,8 @@ def test_execution_pod_from_the_rendered_config_is_valid_and_restricted(target: 
         {**env, "EXECUTION_RUNTIME_CLASS": "gvisor", "EXECUTION_NODE_SELECTOR": "pool=exec"},
     ]
     for variant in variants:
-        config = KubernetesBackendConfig.from_env(variant)
-        pod = build_pod_manifest(config, "0b7f6a52-1c1e-4c8e-9a53-7d1f0e0c2a11", 42)
+        config = Settings.from_env(variant).execution.kubernetes
+        pod = build_pod_manifest(config, "0b7f6a52-1c1e-4c8e-9a53-7d1f0e0c2a11", 42, "0" * 64)
         validate_strict(pod)
         spec = pod["spec"]
         assert_restricted_pod(spec, "execution pod")
@@ -768,6 +767,8 @@ def test_execution_pod_from_the_rendered_config_is_valid_and_restricted(target: 
         assert {"session", "owner"} <= set(pod["metadata"]["labels"])
         (container,) = spec["containers"]
         assert container["image"] == env["EXECUTION_IMAGE"]
+        assert [p["containerPort"] for p in container["ports"]] == [AGENT_PORT]
+        assert container["readinessProbe"]["tcpSocket"] == {"port": AGENT_PORT}
         assert {"cpu", "memory"} <= set(container["resources"]["limits"])
         workspace = [m for m in container["volumeMounts"] if m["mountPath"] == "/workspace"]
         assert workspace, "a writable /workspace"

@@ -1,31 +1,39 @@
 """The kubernetes execution backend against a fake API server that speaks the real wire
-protocol to the unmodified official client (see tests/fake_k8s)."""
+protocol to the unmodified official client, and whose pods really run the agent in network
+namespaces of their own (see tests/fake_k8s). What every backend does is in
+tests/conformance; this is what is particular to a cluster: pods, replicas, the watch-fed
+cache and the ways a cluster fails."""
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
 
 import anyio
+import httpx
 import pytest
 
+from shared.execution.agent_client import AgentEndpoint, client_for
 from shared.execution.base import (
     ExecutionBackend,
     ExecutionError,
     ExecutionState,
-    Shell,
     WorkspaceEntry,
 )
-from shared.execution.kubernetes import KubernetesBackend, KubernetesBackendConfig
-from shared.execution.pod_spec import pod_name
-from tests.fake_k8s import V4, V5, FakeKubernetes
-from tests.fake_k8s.factory import kubernetes_backend
+from shared.execution.kubernetes import KubernetesBackend
+from shared.execution.pod_spec import SECRET_ENV, pod_name
+from tests.conftest import start_platform
+from tests.fake_k8s import FakeKubernetes
+from tests.fake_k8s.factory import settings_for
+from tests.helpers import Platform, new_user, new_workspace
+from tests.terminal_client import Terminal, open_terminal
 
 pytestmark = pytest.mark.anyio
-BINARY = bytes(range(256)) * 4
 OWNER = 7
 
 
@@ -41,148 +49,247 @@ def fake_k8s() -> Iterator[FakeKubernetes]:
 
 
 @pytest.fixture
-def kubeconfig(fake_k8s: FakeKubernetes, tmp_path: Path) -> str:
-    return str(fake_k8s.write_kubeconfig(tmp_path / "kubeconfig"))
-
-
-def make_backend(kubeconfig: str, **overrides: object) -> KubernetesBackend:
-    settings: dict[str, object] = {"kubeconfig": kubeconfig, "ready_timeout_s": 15.0}
-    settings.update(overrides)
-    return KubernetesBackend(KubernetesBackendConfig(**settings))  # type: ignore[arg-type]
+def kubeconfig(fake_k8s: FakeKubernetes, tmp_path: Path) -> Path:
+    return fake_k8s.write_kubeconfig(tmp_path / "kubeconfig")
 
 
 @pytest.fixture
-async def backend(kubeconfig: str) -> AsyncIterator[KubernetesBackend]:
-    backend = make_backend(kubeconfig)
-    yield backend
-    await backend.aclose()
+async def replicas(kubeconfig: Path) -> AsyncIterator[Callable[..., KubernetesBackend]]:
+    """Makes started backends (each one a replica of the platform); closes them after."""
+    made: list[KubernetesBackend] = []
+
+    def make(**overrides: Any) -> KubernetesBackend:
+        backend = KubernetesBackend(settings_for(overrides.pop("kubeconfig", kubeconfig),
+                                                 **overrides))  # fmt: skip
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        await backend.aclose()
+
+
+@pytest.fixture
+async def backend(replicas: Callable[..., KubernetesBackend]) -> KubernetesBackend:
+    backend = replicas()
+    await backend.start()
+    return backend
 
 
 @pytest.fixture
 async def session(backend: KubernetesBackend) -> AsyncIterator[UUID]:
-    """A running session with a small workspace; stopped afterwards."""
     session_id = uuid4()
-    files = [
-        WorkspaceEntry("main.py", "file", b"print('hello')\n"),
-        WorkspaceEntry("data/blob.bin", "file", BINARY),
-        WorkspaceEntry("empty", "directory"),
-    ]
-    assert await backend.ensure_started(session_id, OWNER, files) is True
+    _, started = await backend.ensure_started(session_id, OWNER)
+    assert started is True
     yield session_id
     await backend.stop(session_id)
 
 
-async def read_until(shell: Shell, needle: bytes, wait_s: float = 10) -> bytes:
-    seen = b""
-    with anyio.move_on_after(wait_s):
-        while needle not in seen:
-            chunk = await shell.read()
-            if not chunk:
-                break
-            seen += chunk
-    assert needle in seen, seen[-2000:]
-    return seen
+def the_pod(fake: FakeKubernetes, session_id: UUID) -> dict[str, Any]:
+    (pod,) = [p for p in fake.pods() if p["metadata"]["name"] == pod_name(session_id)]
+    return pod
 
 
 def pod_names(fake: FakeKubernetes) -> set[str]:
     return {p["metadata"]["name"] for p in fake.pods()}
 
 
-# --- lifecycle ---------------------------------------------------------------------------
+async def eventually(condition: Callable[[], Any], within: float = 15) -> None:
+    """Poll ``condition`` (sync or async) until it is true, or fail after ``within`` s."""
+    with anyio.fail_after(within):
+        while True:
+            result = condition()
+            if hasattr(result, "__await__"):
+                result = await result
+            if result:
+                return
+            await anyio.sleep(0.02)
 
 
-async def test_start_creates_a_labelled_restricted_pod_and_reports_running(
+# --- the pod and its agent ----------------------------------------------------------------
+
+
+async def test_a_start_creates_a_restricted_pod_whose_agent_answers_on_the_pod_ip(
     backend: KubernetesBackend, session: UUID, fake_k8s: FakeKubernetes
 ) -> None:
-    (pod,) = [p for p in fake_k8s.pods() if p["metadata"]["name"] == pod_name(session)]
+    pod = the_pod(fake_k8s, session)
     assert pod["metadata"]["labels"] == {"app": "execution", "session": str(session), "owner": "7"}
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
     assert pod["spec"]["automountServiceAccountToken"] is False
+    endpoint = await backend.find(session)
+    assert endpoint is not None
+    assert endpoint.address == f"tcp:{pod['status']['podIP']}:7681"
+    assert (await client_for(endpoint).status()).uptime_seconds > 0
     status = await backend.status(session)
     assert status.state is ExecutionState.RUNNING
     assert status.backend == "kubernetes" and status.since is not None
-    assert await backend.ensure_started(session, OWNER, []) is False
+    assert await backend.ensure_started(session, OWNER) == (endpoint, False)
+    assert isinstance(backend, ExecutionBackend) and backend.scope == "k8s:coding-platform"
 
 
-async def test_files_are_materialized_byte_for_byte(
+async def test_files_reach_the_pods_workspace_through_the_agent_never_through_exec(
     backend: KubernetesBackend, session: UUID, fake_k8s: FakeKubernetes
 ) -> None:
+    before = len(fake_k8s.requests)
+    endpoint = await backend.find(session)
+    assert endpoint is not None
+    agent = client_for(endpoint)
+    await agent.materialize([WorkspaceEntry("main.py", "file", b"print('hi')\n")])
+    await agent.write_file("deep/data.bin", bytes(range(256)), None)
     workspace = fake_k8s.workspace_dir(pod_name(session))
-    assert (workspace / "main.py").read_bytes() == b"print('hello')\n"
-    assert (workspace / "data" / "blob.bin").read_bytes() == BINARY
-    assert (workspace / "empty").is_dir()
-    files = await backend.read_files(session, ["main.py", "data/blob.bin", "gone.txt"])
-    assert files == {"main.py": b"print('hello')\n", "data/blob.bin": BINARY}
+    assert (workspace / "main.py").read_bytes() == b"print('hi')\n"
+    assert (workspace / "deep" / "data.bin").read_bytes() == bytes(range(256))
+    assert await agent.read_files(["main.py"], 1024) == {"main.py": b"print('hi')\n"}
+    assert fake_k8s.requests[before:] == []  # not one request to the API server
+    assert not [path for _, path, _ in fake_k8s.requests if path.endswith("/exec")]
 
 
-async def test_a_second_replica_attaches_to_the_same_pod(
-    backend: KubernetesBackend, session: UUID, kubeconfig: str, fake_k8s: FakeKubernetes
+async def test_a_pod_has_a_network_of_its_own_and_no_route_out(
+    backend: KubernetesBackend, session: UUID
 ) -> None:
-    other = make_backend(kubeconfig)
-    try:
-        assert session in await other.running_sessions()
-        assert (
-            await other.ensure_started(session, OWNER, [WorkspaceEntry("x", "file", b"")]) is False
-        )
-        assert (await other.status(session)).state is ExecutionState.RUNNING
-        await backend.write_file(session, "from_first.txt", b"one")
-        assert await other.read_files(session, ["from_first.txt"]) == {"from_first.txt": b"one"}
-        shell = await other.open_shell(session, 80, 24)
-        await shell.write(b"cat from_first.txt; echo END\n")
-        await read_until(shell, b"oneEND")
-        await shell.close()
-    finally:
-        await other.aclose()
-    assert len([n for n in pod_names(fake_k8s) if n == pod_name(session)]) == 1
+    endpoint = await backend.find(session)
+    assert endpoint is not None
+    terminal = await client_for(endpoint).attach(120, 40)
+    probe = (
+        "python3 -c \"import socket; print('IF', sorted(n for _, n in socket.if_nameindex())); "
+        "s = socket.socket(); s.settimeout(2)\n"
+        "try: s.connect(('192.0.2.1', 80))\nexcept OSError as e: print('OUT', e.errno)\"\n"
+    )
+    await terminal.write(probe.encode())
+    seen = b""
+    with anyio.fail_after(15):
+        while not re.search(rb"OUT \d+\r\n", seen):
+            item = await terminal.next()
+            assert item is not None, seen
+            if isinstance(item, bytes):
+                seen += item
+    await terminal.close()
+    assert b"IF ['eth0', 'lo']" in seen
+    assert b"OUT 101\r\n" in seen  # ENETUNREACH: no default route
 
 
-async def test_stop_deletes_the_pod(
-    backend: KubernetesBackend, kubeconfig: str, fake_k8s: FakeKubernetes
+# --- replicas and the cache --------------------------------------------------------------
+
+
+async def test_a_second_replica_finds_and_attaches_to_the_pod_the_first_created(
+    backend: KubernetesBackend,
+    session: UUID,
+    replicas: Callable[..., KubernetesBackend],
+    fake_k8s: FakeKubernetes,
 ) -> None:
+    first = await backend.find(session)
+    assert first is not None
+    await client_for(first).write_file("from_first.txt", b"one", None)
+    other = replicas()
+    assert session in [e.session_id for e in await other.running()]
+    assert (await other.status(session)).state is ExecutionState.RUNNING
+    endpoint, started = await other.ensure_started(session, OWNER)
+    assert started is False and endpoint == first  # same address, same secret
+    fresh = client_for(AgentEndpoint(endpoint.address, endpoint.secret), timeout=5)
+    assert await fresh.read_files(["from_first.txt"], 100) == {"from_first.txt": b"one"}
+    assert [n for n in pod_names(fake_k8s) if n == pod_name(session)] == [pod_name(session)]
+
+
+async def test_two_replicas_starting_one_session_at_once_make_one_pod(
+    replicas: Callable[..., KubernetesBackend], fake_k8s: FakeKubernetes
+) -> None:
+    one, two = replicas(), replicas()
     session_id = uuid4()
-    await backend.ensure_started(session_id, OWNER, [])
-    assert pod_name(session_id) in pod_names(fake_k8s)
-    shell = await backend.open_shell(session_id, 80, 24)
-    assert await backend.stop(session_id) is True
-    with anyio.fail_after(10):  # the pod's processes went with it: the shell ends
-        while await shell.read():
-            pass
-    await shell.close()
+    results: list[tuple[AgentEndpoint, bool]] = []
+
+    async def start(backend: KubernetesBackend) -> None:
+        results.append(await backend.ensure_started(session_id, OWNER))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(start, one)
+        tg.start_soon(start, two)
+    assert sorted(started for _, started in results) == [False, True]
+    assert results[0][0] == results[1][0]
+    assert await one.stop(session_id) is True
     assert pod_name(session_id) not in pod_names(fake_k8s)
-    assert (await backend.status(session_id)).state is ExecutionState.STOPPED
-    assert session_id not in await backend.running_sessions()
-    assert await backend.stop(session_id) is False
-    await backend.write_file(session_id, "ignored.txt", b"no-op when stopped")
-    assert await backend.read_files(session_id, ["ignored.txt"]) == {}
-    assert (await backend.scan(session_id, [], 1024, 10)).entries == ()
-    with pytest.raises(ExecutionError):
-        await backend.open_shell(session_id, 80, 24)
 
 
-async def test_running_sessions_are_found_by_label(
+async def test_status_find_and_running_are_served_from_the_cache_without_api_calls(
+    backend: KubernetesBackend, session: UUID, fake_k8s: FakeKubernetes
+) -> None:
+    before = len(fake_k8s.requests)
+    for _ in range(50):
+        assert (await backend.status(session)).state is ExecutionState.RUNNING
+        assert (await backend.status(uuid4())).state is ExecutionState.STOPPED
+        assert await backend.find(session) is not None
+        assert await backend.find(uuid4()) is None
+        assert session in [e.session_id for e in await backend.running()]
+        assert (await backend.ensure_started(session, OWNER))[1] is False
+    assert fake_k8s.requests[before:] == []
+
+
+async def test_a_pod_deleted_behind_our_back_is_seen_as_stopped(
+    backend: KubernetesBackend, session: UUID, fake_k8s: FakeKubernetes
+) -> None:
+    fake_k8s.delete_pod(pod_name(session))
+
+    async def stopped() -> bool:
+        return (await backend.status(session)).state is ExecutionState.STOPPED
+
+    await eventually(stopped)
+    assert await backend.find(session) is None
+    assert session not in [e.session_id for e in await backend.running()]
+    _, started = await backend.ensure_started(session, OWNER)  # a fresh one
+    assert started is True
+
+
+async def test_a_pod_whose_agent_died_is_reported_removed_and_replaced_on_the_next_start(
+    backend: KubernetesBackend, session: UUID, fake_k8s: FakeKubernetes
+) -> None:
+    fake_k8s.stop_container(pod_name(session))
+    await eventually(lambda: pod_name(session) not in pod_names(fake_k8s))
+    status = await backend.status(session)
+    assert status.state is ExecutionState.STOPPED
+    assert status.message == "The execution environment stopped unexpectedly."
+    assert await backend.find(session) is None
+    _, started = await backend.ensure_started(session, OWNER)
+    assert started is True
+    assert (await backend.status(session)).message is None
+
+
+async def test_the_cache_lists_again_when_its_watch_expires(
+    backend: KubernetesBackend, session: UUID, fake_k8s: FakeKubernetes
+) -> None:
+    def lists() -> int:
+        return sum(1 for m, _, q in fake_k8s.requests if m == "GET" and "watch" not in q)
+
+    listed = lists()
+    fake_k8s.expire_watches()  # the resumed watch gets 410 Gone: a new list follows
+    fake_k8s.delete_pod(pod_name(session))
+
+    async def stopped() -> bool:
+        return (await backend.status(session)).state is ExecutionState.STOPPED
+
+    await eventually(stopped)
+    await eventually(lambda: lists() > listed)
+    other = uuid4()
+    await backend.ensure_started(other, OWNER)  # the new watch follows new pods
+    assert (await backend.status(other)).state is ExecutionState.RUNNING
+    await backend.stop(other)
+
+
+async def test_stop_deletes_the_pod_and_its_agent(
     backend: KubernetesBackend, fake_k8s: FakeKubernetes
 ) -> None:
-    first, second = uuid4(), uuid4()
-    await backend.ensure_started(first, OWNER, [])
-    await backend.ensure_started(second, OWNER + 1, [])
-    unrelated = {
-        "metadata": {"name": "not-an-execution-pod", "labels": {"app": "backend"}},
-        "spec": {"containers": [{"name": "web", "image": "web:1"}]},
-    }
-    fake_k8s.call(_create(fake_k8s, unrelated))
-    try:
-        running = await backend.running_sessions()
-        assert first in running and second in running
-        assert all(isinstance(s, UUID) for s in running)
-        assert len(running) == len({p for p in pod_names(fake_k8s) if p.startswith("exec-")})
-    finally:
-        await backend.stop(first)
-        await backend.stop(second)
-    assert not {first, second} & set(await backend.running_sessions())
+    session_id = uuid4()
+    endpoint, _ = await backend.ensure_started(session_id, OWNER)
+    agent = client_for(endpoint, timeout=5)
+    assert await backend.stop(session_id) is True
+    assert pod_name(session_id) not in pod_names(fake_k8s)
+    assert (await backend.status(session_id)).state is ExecutionState.STOPPED
+    assert await backend.find(session_id) is None
+    assert session_id not in [e.session_id for e in await backend.running()]
+    assert await backend.stop(session_id) is False
+    with pytest.raises(ExecutionError):
+        await agent.status()
 
 
-async def _create(fake: FakeKubernetes, body: dict) -> None:
-    fake.server.store.create(fake.namespace, body)
+# --- when the cluster fails ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -194,209 +301,115 @@ async def _create(fake: FakeKubernetes, body: dict) -> None:
     ],
 )
 async def test_start_failures_are_reported_and_leave_no_pod(
-    kubeconfig: str, fake_k8s: FakeKubernetes, image: str, ready_timeout: float, message: str
+    replicas: Callable[..., KubernetesBackend],
+    fake_k8s: FakeKubernetes,
+    image: str,
+    ready_timeout: float,
+    message: str,
 ) -> None:
-    backend = make_backend(kubeconfig, image=image, ready_timeout_s=ready_timeout)
+    backend = replicas(image=image, ready_timeout_seconds=ready_timeout)
     session_id = uuid4()
-    try:
-        with pytest.raises(ExecutionError, match=message):
-            await backend.ensure_started(session_id, OWNER, [WorkspaceEntry("a", "file", b"")])
-        assert pod_name(session_id) not in pod_names(fake_k8s)
-        status = await backend.status(session_id)
-        assert status.state is ExecutionState.STOPPED
-        assert status.message is not None and message in status.message
-    finally:
-        await backend.aclose()
+    with pytest.raises(ExecutionError, match=message):
+        await backend.ensure_started(session_id, OWNER)
+    assert pod_name(session_id) not in pod_names(fake_k8s)
+    status = await backend.status(session_id)
+    assert status.state is ExecutionState.STOPPED
+    assert status.message is not None and message in status.message
 
 
-async def test_a_wrong_token_is_a_clear_error(fake_k8s: FakeKubernetes, tmp_path: Path) -> None:
+async def test_a_wrong_token_is_a_clear_error(
+    fake_k8s: FakeKubernetes, tmp_path: Path, replicas: Callable[..., KubernetesBackend]
+) -> None:
     kubeconfig = fake_k8s.write_kubeconfig(tmp_path / "bad", token="wrong")
-    backend = make_backend(str(kubeconfig))
+    backend = replicas(kubeconfig=str(kubeconfig))
+    with pytest.raises(ExecutionError, match=r"refused the request \(401"):
+        await backend.ensure_started(uuid4(), OWNER)
+
+
+async def test_an_unreachable_api_server_is_an_execution_error(
+    tmp_path: Path, replicas: Callable[..., KubernetesBackend]
+) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        '{"apiVersion": "v1", "kind": "Config", "current-context": "x",'
+        f'"clusters": [{{"name": "x", "cluster": {{"server": "http://127.0.0.1:{port}"}}}}],'
+        '"users": [{"name": "x", "user": {"token": "t"}}],'
+        '"contexts": [{"name": "x", "context": {"cluster": "x", "user": "x"}}]}'
+    )
+    backend = replicas(kubeconfig=str(kubeconfig), api_timeout_seconds=5.0)
+    with pytest.raises(ExecutionError, match="not reachable"):
+        await backend.ensure_started(uuid4(), OWNER)
+    with pytest.raises(ExecutionError, match="not reachable"):
+        await backend.find(uuid4())
+    status = await backend.status(uuid4())
+    assert status.state is ExecutionState.STOPPED and "not reachable" in (status.message or "")
+
+
+async def test_the_agent_secret_never_appears_in_a_log_line(
+    replicas: Callable[..., KubernetesBackend],
+    fake_k8s: FakeKubernetes,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    backend = replicas()
+    session_id = uuid4()
+    endpoint, _ = await backend.ensure_started(session_id, OWNER)
+    await client_for(endpoint).status()
+    (secret,) = [
+        e["value"]
+        for e in the_pod(fake_k8s, session_id)["spec"]["containers"][0]["env"]
+        if e["name"] == SECRET_ENV
+    ]
+    assert endpoint.secret == secret.encode() and secret not in repr(endpoint)
+    fake_k8s.stop_container(pod_name(session_id))  # failure paths log too
+    await eventually(lambda: pod_name(session_id) not in pod_names(fake_k8s))
+    failing = replicas(image="fail/imagepull")
+    with pytest.raises(ExecutionError):
+        await failing.ensure_started(uuid4(), OWNER)
+    assert caplog.records
+    for record in caplog.records:
+        assert secret not in record.getMessage(), record.name
+
+
+# --- the platform on a cluster -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def platform_on_k8s(
+    database_url: str, fake_k8s: FakeKubernetes, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Platform]:
+    kubeconfig = fake_k8s.write_kubeconfig(tmp_path_factory.mktemp("k8s") / "kubeconfig")
+    env = {"EXECUTION_BACKEND": "kubernetes", "KUBECONFIG": str(kubeconfig)}
+    platform = start_platform(database_url, env)
     try:
-        with pytest.raises(ExecutionError, match="refused"):
-            await backend.ensure_started(uuid4(), OWNER, [])
+        yield platform
     finally:
-        await backend.aclose()
+        platform.stop()
 
 
-async def test_backend_and_shell_implement_the_protocols(tmp_path: Path) -> None:
-    async with kubernetes_backend(tmp_path) as backend:
-        assert isinstance(backend, ExecutionBackend) and backend.name == "kubernetes"
-        session_id = uuid4()
-        await backend.ensure_started(session_id, OWNER, [])
-        shell = await backend.open_shell(session_id, 80, 24)
-        assert isinstance(shell, Shell) and shell.exit_code is None
-        await shell.close()
-
-
-# --- shell -------------------------------------------------------------------------------
-
-
-async def test_shell_echoes_in_the_workspace(backend: KubernetesBackend, session: UUID) -> None:
-    shell = await backend.open_shell(session, 80, 24)
-    await shell.write(b'echo "cwd=$(pwd) term=$TERM home=$HOME"\n')
-    await read_until(shell, b"cwd=/workspace term=xterm-256color home=/workspace")
-    await shell.write(b"python3 main.py\n")
-    await read_until(shell, b"hello\r\n")
-    await shell.close()
-    await shell.close()  # idempotent
-
-
-async def test_shell_passes_utf8_bytes_exactly(backend: KubernetesBackend, session: UUID) -> None:
-    shell = await backend.open_shell(session, 80, 24)
-    text = "héllo €uro 😀 日本"
-    await shell.write(f"printf '%s\\n' '{text}' | od -An -tx1 | tr -d ' \\n'; echo\n".encode())
-    await read_until(shell, text.encode().hex().encode())
-    await shell.write(b"printf '\\xc3\\xa9\\xf0\\x9f\\x98\\x80=done\\n'\n")
-    await read_until(shell, "é😀=done".encode())
-    await shell.close()
-
-
-async def test_resize_changes_stty_size(backend: KubernetesBackend, session: UUID) -> None:
-    shell = await backend.open_shell(session, 100, 30)
-    await shell.write(b'echo "SIZE=$(stty size)"\n')
-    await read_until(shell, b"SIZE=30 100")
-    await shell.resize(120, 40)
-    await shell.write(b'echo "SIZE=$(stty size)"\n')
-    await read_until(shell, b"SIZE=40 120")
-    await shell.close()
-
-
-async def test_shell_reports_its_exit_code(backend: KubernetesBackend, session: UUID) -> None:
-    shell = await backend.open_shell(session, 80, 24)
-    await shell.write(b"exit 3\n")
-    with anyio.fail_after(10):
-        while await shell.read():
-            pass
-    assert shell.exit_code == 3
-    assert await shell.read() == b""
-    await shell.close()
-
-
-async def test_a_cancelled_read_loses_no_output(backend: KubernetesBackend, session: UUID) -> None:
-    shell = await backend.open_shell(session, 80, 24)
-    await shell.write(b"echo RE''ADY\n")
-    await read_until(shell, b"READY\r\n")
-    for _ in range(5):  # cancel reads at arbitrary points while output is flowing
-        with anyio.move_on_after(0.05):
-            await shell.read()
-        await shell.write(b"")
-    await shell.write(b"for i in $(seq 1 300); do echo line-$i; done\n")
-    seen = b""
-    while b"line-300\r\n" not in seen:
-        with anyio.move_on_after(0.01):  # many reads are cancelled mid-wait
-            seen += await shell.read(7)
-    assert re.findall(rb"line-(\d+)\r\n", seen) == [str(i).encode() for i in range(1, 301)]
-    await shell.close()
-
-
-async def test_large_output_arrives_complete_in_bounded_reads(
-    backend: KubernetesBackend, session: UUID
+async def test_the_platforms_terminal_runs_in_a_pod_and_what_it_writes_is_saved(
+    platform_on_k8s: Platform, fake_k8s: FakeKubernetes
 ) -> None:
-    shell = await backend.open_shell(session, 80, 24)
-    await shell.write(b"head -c 3000000 /dev/zero | tr '\\0' x; echo; echo END-OF-$((6*7))\n")
-    count, largest, tail = 0, 0, b""
-    with anyio.fail_after(30):
-        while b"END-OF-42\r\n" not in tail:
-            chunk = await shell.read(16384)
-            assert chunk
-            largest = max(largest, len(chunk))
-            count += chunk.count(b"x")
-            tail = (tail + chunk)[-64:]
-    assert count >= 3_000_000 and largest <= 16384
-    await shell.close()
-
-
-# --- files -------------------------------------------------------------------------------
-
-
-async def test_write_read_delete_round_trip(
-    backend: KubernetesBackend, session: UUID, fake_k8s: FakeKubernetes
-) -> None:
-    await backend.write_file(session, "deep/er/bin.dat", BINARY)
-    await backend.write_file(session, "main.py", "print('ünïcode')\n".encode())
-    await backend.make_directory(session, "made/here")
-    files = await backend.read_files(session, ["deep/er/bin.dat", "main.py"])
-    assert files == {"deep/er/bin.dat": BINARY, "main.py": "print('ünïcode')\n".encode()}
-    workspace = fake_k8s.workspace_dir(pod_name(session))
-    assert (workspace / "made" / "here").is_dir()
-    await backend.delete_path(session, "deep")
-    await backend.delete_path(session, "main.py")
-    await backend.delete_path(session, "never-existed")
-    assert not (workspace / "deep").exists() and not (workspace / "main.py").exists()
-    assert await backend.read_files(session, ["deep/er/bin.dat", "main.py"]) == {}
-    with pytest.raises(ValueError):
-        await backend.delete_path(session, "../escape")
-
-
-async def test_scan_reports_entries_digests_and_what_it_skipped(
-    backend: KubernetesBackend, session: UUID
-) -> None:
-    await backend.write_file(session, "pkg/mod.py", b"x = 1\n")
-    await backend.write_file(session, "pkg/mod.pyc", b"\0compiled")
-    await backend.write_file(session, ".venv/lib/site.py", b"ignored")
-    await backend.write_file(session, "sub/.venv/x", b"ignored anywhere")
-    await backend.write_file(session, "big.bin", b"b" * 5000)
-    result = await backend.scan(session, [".venv/", "*.pyc"], 4096, 100)
-    by_path = {e.path: e for e in result.entries}
-    assert by_path["data/blob.bin"].sha256 == hashlib.sha256(BINARY).hexdigest()
-    assert by_path["data/blob.bin"].size == len(BINARY)
-    assert by_path["pkg"].type == "directory" and by_path["empty"].type == "directory"
-    assert by_path["pkg/mod.py"].sha256 == hashlib.sha256(b"x = 1\n").hexdigest()
-    assert not any(p.startswith(".venv") or "/.venv" in p or p.endswith(".pyc") for p in by_path)
-    skipped = dict(result.skipped)
-    assert skipped[".venv"] == "ignored" and skipped["sub/.venv"] == "ignored"
-    assert skipped["pkg/mod.pyc"] == "ignored"
-    assert skipped["big.bin"] == "too large"
-
-    limited = await backend.scan(session, [], 1 << 20, 3)
-    assert len(limited.entries) == 3
-    assert any(reason == "too many entries" for _, reason in limited.skipped)
-
-
-async def test_files_made_in_the_shell_are_seen_by_scan_and_read(
-    backend: KubernetesBackend, session: UUID
-) -> None:
-    shell = await backend.open_shell(session, 80, 24)
-    await shell.write(b"mkdir -p out && printf 'from shell' > out/made.txt && echo MA''DE\n")
-    await read_until(shell, b"MADE\r\n")
-    await shell.write(b"ln -s /etc/passwd out/link && mkfifo out/fifo && echo LI''NKED\n")
-    await read_until(shell, b"LINKED\r\n")
-    await shell.close()
-    result = await backend.scan(session, [], 1 << 20, 100)
-    assert "out/made.txt" in {e.path for e in result.entries}
-    skipped = dict(result.skipped)
-    assert skipped["out/link"] == "symlink" and skipped["out/fifo"] == "special file"
-    assert await backend.read_files(session, ["out/made.txt"]) == {"out/made.txt": b"from shell"}
-
-
-# --- protocol versions -------------------------------------------------------------------
-
-
-async def test_exec_negotiates_v5_with_the_official_client(
-    backend: KubernetesBackend, session: UUID, fake_k8s: FakeKubernetes
-) -> None:
-    await backend.read_files(session, ["main.py"])
-    protocols = {proto for pod, _, _, proto in fake_k8s.exec_log if pod == pod_name(session)}
-    assert protocols == {V5}
-
-
-async def test_files_and_shell_work_on_a_v4_only_server(tmp_path: Path) -> None:
-    """v4 has no stdin close: tar must stop at the end of the archive by itself."""
-    with FakeKubernetes(protocols=(V4,)) as fake:
-        backend = make_backend(str(fake.write_kubeconfig(tmp_path / "kubeconfig")))
-        session_id = uuid4()
-        try:
-            files = [WorkspaceEntry("a/b.bin", "file", BINARY)]
-            assert await backend.ensure_started(session_id, OWNER, files) is True
-            await backend.write_file(session_id, "c.txt", b"v4")
-            got = await backend.read_files(session_id, ["a/b.bin", "c.txt"])
-            assert got == {"a/b.bin": BINARY, "c.txt": b"v4"}
-            shell = await backend.open_shell(session_id, 90, 20)
-            await shell.write(b'echo "SIZE=$(stty size)"\n')
-            await read_until(shell, b"SIZE=20 90")
-            await shell.close()
-            assert {proto for *_, proto in fake.exec_log} == {V4}
-        finally:
-            await backend.stop(session_id)
-            await backend.aclose()
+    with httpx.Client(base_url=platform_on_k8s.base_url, timeout=30) as api:
+        owner = new_user(api)
+    workspace = new_workspace(owner)
+    created = owner.client.post(
+        f"/api/workspace/{workspace}/files", json={"path": "given.txt", "content": "from api\n"}
+    )
+    assert created.status_code == 201, created.text
+    async with open_terminal(platform_on_k8s, owner, workspace) as ws:
+        term = Terminal(ws)
+        await term.ready()
+        assert await term.run("hostname") == pod_name(workspace)  # the shell is the pod's
+        assert await term.run("cat given.txt") == "from api"
+        await term.run("echo made-in-pod > pod.txt")
+    saved = owner.client.get(f"/api/workspace/{workspace}/files/pod.txt")
+    assert saved.status_code == 200 and saved.json()["data"]["content"] == "made-in-pod\n"
+    execution = owner.client.get(f"/api/workspace/{workspace}/status").json()["data"]["execution"]
+    assert execution["state"] == "running" and execution["backend"] == "kubernetes"
+    shutdown = owner.client.post(f"/workspace/{workspace}/shutdown")
+    assert shutdown.status_code == 200 and shutdown.json()["data"]["container_cleaned"] is True
+    assert pod_name(workspace) not in pod_names(fake_k8s)

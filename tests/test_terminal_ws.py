@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import Platform, User, new_user, new_workspace
+from tests.helpers import PASSWORD, Platform, User, new_user, new_workspace
 from tests.terminal_client import Terminal, open_terminal
 
 pytestmark = pytest.mark.anyio
@@ -257,3 +257,39 @@ async def test_a_malformed_control_message_is_answered_and_the_connection_kept(
         assert await term.run("echo alive") == "alive"
         errors = [c for c in term.controls if c["type"] == "error"]
         assert len(errors) == 6, term.controls
+
+
+async def test_a_ticket_opens_the_terminal_once(
+    platform: Platform, owner: User, workspace: str
+) -> None:
+    issued = owner.client.post(f"/api/terminal/{workspace}/ticket")
+    assert issued.status_code == 200, issued.text
+    ticket = issued.json()["data"]["ticket"]
+    async with open_terminal(platform, None, workspace, ticket=ticket) as ws:
+        term = Terminal(ws)
+        await term.ready()
+        assert await term.run("echo with-a-ticket") == "with-a-ticket"
+    async with open_terminal(platform, None, workspace, ticket=ticket) as ws:
+        assert await Terminal(ws).closed() == 4401  # single use
+
+
+async def test_a_logout_closes_the_terminals_opened_with_that_login(
+    platform: Platform, workspace: str, owner: User
+) -> None:
+    api = httpx.AsyncClient(base_url=platform.base_url, timeout=30)
+    body = {"username": owner.username, "password": PASSWORD}
+    login = await api.post("/api/users/login", json=body)
+    api.cookies.clear()
+    second_login = {"Authorization": f"Bearer {login.json()['data']['token']}"}
+    async with (
+        open_terminal(platform, owner, workspace) as kept,
+        open_terminal(platform, None, workspace, headers=second_login) as doomed,
+    ):
+        survivor, victim = Terminal(kept), Terminal(doomed)
+        await survivor.ready()
+        await victim.ready()
+        out = await api.post("/api/users/logout", headers=second_login)
+        await api.aclose()
+        assert out.status_code == 200, out.text
+        assert await victim.closed(within=10) == 4401  # within seconds of the logout
+        assert await survivor.run("echo other-login-unaffected") == "other-login-unaffected"

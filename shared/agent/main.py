@@ -81,6 +81,7 @@ class Agent:
         env.pop("PYTHONPATH", None)  # the agent's own, not the user's
         self.terminals = TerminalManager(workspace, DEFAULT_SHELL, env, grace, slow)
         self.connections = 0
+        self.materialized = False  # set once the platform has put the workspace's files here
         self._files_lock = threading.Lock()
         self.stopping = asyncio.Event()
 
@@ -211,6 +212,7 @@ class Agent:
                 content = await protocol.read_data(reader) if kind == "file" else None
                 items.append((path, "file" if kind == "file" else "directory", content))
             await self._in_thread(ws.materialize, items)
+            self.materialized = True
             if any(path in SHELL_STARTUP_FILES for path, _, _ in items):
                 self.terminals.restart_idle("main")  # it started before the user's dotfiles
             return {"ok": True}, []
@@ -263,6 +265,7 @@ class Agent:
             "version": protocol.VERSION,
             "pid": os.getpid(),
             "uptime_seconds": round(time.monotonic() - self.started, 3),
+            "materialized": self.materialized,
             "terminals": [t.describe() for t in self.terminals.terminals.values()],
             "workspace": self.workspace.usage(),
         }
@@ -290,8 +293,22 @@ def _secret(args: argparse.Namespace) -> bytes:
     return secret
 
 
+def _not_dumpable() -> None:
+    """The user's own programs run as the same uid: without this they could read the agent's
+    memory and environment (its secret) through /proc, or ptrace it. Shells it starts are
+    dumpable again after their exec."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+    except (OSError, AttributeError):
+        pass
+
+
 async def _main(args: argparse.Namespace) -> None:
+    _not_dumpable()
     agent = Agent(_secret(args), args.workspace, args.grace, args.slow)
+    agent.materialized = args.materialized
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGCHLD, agent.terminals.reap)
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -316,6 +333,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--grace", type=float, default=300.0, help="orphaned shell lifetime")
     parser.add_argument("--slow", type=float, default=5.0, help="slow viewer detach after")
     parser.add_argument("--prespawn", action="store_true", help="start the main shell now")
+    parser.add_argument(
+        "--materialized", action="store_true", help="the workspace holds its files already"
+    )
     return parser.parse_args(argv)
 
 

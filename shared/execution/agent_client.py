@@ -70,6 +70,7 @@ class TerminalInfo:
 @attrs.frozen
 class AgentStatus:
     uptime_seconds: float
+    materialized: bool  # the platform has put the workspace's files into this environment
     terminals: tuple[TerminalInfo, ...]
     free_bytes: int
     total_bytes: int
@@ -239,6 +240,7 @@ class AgentClient:
             )
         return AgentStatus(
             uptime_seconds=float(_number(answer.get("uptime_seconds"), 0)),
+            materialized=answer.get("materialized") is True,
             terminals=tuple(infos),
             free_bytes=int(_number(workspace.get("free_bytes"), 0)),
             total_bytes=int(_number(workspace.get("total_bytes"), 0)),

@@ -1,110 +1,82 @@
-"""The ``kubernetes`` execution backend: one pod ``exec-<session-id>`` per session.
+"""The ``kubernetes`` execution backend: one pod ``exec-<session-id>`` per session, whose one
+process is the environment agent, reached over the pod network at ``<pod ip>:<agent port>``.
 
-State lives in the cluster, not in this process: any replica finds a session's pod by name
-and every live environment by the label ``app=execution``, so terminals need no affinity and
-any replica can reap. All calls of the (blocking) official client run in worker threads.
+State lives in the cluster, not in this process: every replica keeps the same watch-fed
+cache of the namespace's ``app=execution`` pods (``k8s_cache``), reads a pod's address and
+agent secret from it, and so reaches any pod whichever replica created it. Terminal bytes
+and files go straight to the agent; only creating and deleting pods (and the watch) go to
+the API server, through the blocking official client in worker threads.
 """
 
 from __future__ import annotations
 
-import functools
+import asyncio
+import contextlib
+import json
 import logging
-import math
+import secrets
 import threading
-import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 import anyio
-import urllib3
-from kubernetes import client, config, watch
+import anyio.to_thread
+from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from shared.config import KubernetesSettings
+from shared.execution.agent_client import AgentEndpoint, forget_client
 from shared.execution.base import (
     EnvironmentStatus,
     ExecutionError,
     ExecutionState,
-    ScanResult,
-    WorkspaceEntry,
+    RunningEnvironment,
 )
-from shared.execution.k8s_config import KubernetesBackendConfig
-from shared.execution.k8s_exec import ExecStream, run_command
-from shared.execution.k8s_files import (
-    EXTRACT_COMMAND,
-    WORKSPACE,
-    build_tar,
-    check_relative,
-    parse_scan,
-    read_commands,
-    read_tar,
-    scan_command,
-)
-from shared.execution.k8s_shell import SHELL_COMMAND, KubernetesShell
-from shared.execution.pod_spec import APP_LABEL, build_pod_manifest, pod_name
+from shared.execution.k8s_cache import FAILED, PENDING, READY, PodCache, PodView, api_problem
+from shared.execution.locks import KeyedLock
+from shared.execution.pod_spec import build_pod_manifest, pod_name
 
-__all__ = ["KubernetesBackend", "KubernetesBackendConfig", "pod_phase"]
+__all__ = ["KubernetesBackend"]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-READY, FAILED, PENDING = "ready", "failed", "pending"
-IMAGE_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
-START_REASONS = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError",
-                 "CrashLoopBackOff"}  # fmt: skip
+TIDY_SECONDS = 30.0  # how often stuck pods are looked for (besides every change)
 
 
-def pod_phase(pod: Any) -> tuple[str, str | None]:
-    """(READY | FAILED | PENDING, a user-safe message) for a V1Pod."""
-    if pod.metadata.deletion_timestamp is not None:
-        return FAILED, "The execution environment is being removed."
-    status = pod.status
-    if status is None:
-        return PENDING, None
-    if status.phase in ("Failed", "Succeeded"):
-        return FAILED, "The execution environment stopped unexpectedly."
-    for container in status.container_statuses or []:
-        state = container.state
-        waiting = state.waiting if state else None
-        if waiting is not None and waiting.reason in IMAGE_REASONS:
-            return FAILED, f"The execution image could not be pulled ({waiting.reason})."
-        if waiting is not None and waiting.reason in START_REASONS:
-            return FAILED, f"The execution environment could not start ({waiting.reason})."
-        if state is not None and state.terminated is not None:
-            return FAILED, "The execution environment stopped unexpectedly."
-    conditions = {c.type: c for c in status.conditions or []}
-    scheduled = conditions.get("PodScheduled")
-    if (
-        scheduled is not None
-        and scheduled.status == "False"
-        and scheduled.reason == "Unschedulable"
-    ):
-        # Not final: a cluster autoscaler may add a node, so this only explains a timeout.
-        log.info("pod %s unschedulable: %s", pod.metadata.name, scheduled.message)
-        return PENDING, "No node in the cluster has room for the execution environment."
-    ready = conditions.get("Ready")
-    if status.phase == "Running" and ready is not None and ready.status == "True":
-        return READY, None
-    return PENDING, None
+def endpoint_of(view: PodView | None) -> AgentEndpoint | None:
+    """The agent of a pod that is ready and not going away; None otherwise."""
+    if view is None or view.phase != READY or view.deleting:
+        return None
+    if view.address is None or view.secret is None:
+        return None
+    return AgentEndpoint(view.address, view.secret)
 
 
 class KubernetesBackend:
+    """``ExecutionBackend`` running each environment as a pod of the configured namespace."""
+
     name = "kubernetes"
 
-    def __init__(self, config: KubernetesBackendConfig | None = None) -> None:
-        self.config = config or KubernetesBackendConfig()
-        self._configuration: client.Configuration | None = None
-        self._api_client: client.ApiClient | None = None
+    def __init__(self, config: KubernetesSettings | None = None) -> None:
+        self.config = config or KubernetesSettings()
+        self.scope = f"k8s:{self.config.namespace}"
         self._core: Any = None
+        self._api_client: client.ApiClient | None = None
         self._connect_lock = threading.Lock()
+        self._cache = PodCache(self._connect, self.config.namespace)
+        self._locks = KeyedLock()
+        self._starting: dict[UUID, datetime] = {}
         self._failures: dict[UUID, str] = {}  # why this replica's last start failed
-        self._stream_limiter: anyio.CapacityLimiter | None = None
+        self._tidying: set[str] = set()  # pods this replica asked to delete
+        self._tidier: asyncio.Task[None] | None = None
+        self._deletions: set[asyncio.Task[None]] = set()
 
-    # --- plumbing ----------------------------------------------------------------------
+    # -- plumbing ------------------------------------------------------------------------
 
     def _connect(self) -> Any:
-        """Load the client configuration once (kubeconfig path, else in-cluster, else the
-        default kubeconfig) into our own Configuration, leaving the global default alone."""
+        """Load the client configuration once (the kubeconfig given, else in-cluster, else
+        the default kubeconfig) into our own Configuration, leaving the global default."""
         with self._connect_lock:
             if self._core is None:
                 configuration = client.Configuration()
@@ -117,297 +89,235 @@ class KubernetesBackend:
                         config.load_incluster_config(client_configuration=configuration)
                     except config.ConfigException:
                         config.load_kube_config(client_configuration=configuration)
-                self._configuration = configuration
                 self._api_client = client.ApiClient(configuration)
                 self._core = client.CoreV1Api(self._api_client)
             return self._core
 
-    async def _call(self, fn: Callable[..., T], *args: Any, abandon: bool = False, **kw: Any) -> T:
-        """Run a blocking call in a worker thread; cluster trouble becomes ExecutionError.
-        ApiException 404 and 409 pass through for the callers that expect them."""
-        try:
-            return await anyio.to_thread.run_sync(
-                functools.partial(fn, *args, **kw), abandon_on_cancel=abandon
+    async def _call(self, method: str, *args: Any, **kw: Any) -> dict[str, Any]:
+        """One CoreV1Api call in a worker thread; its JSON answer. Cluster trouble becomes
+        ExecutionError; ApiException 404 and 409 pass through for the callers expecting them."""
+
+        def call() -> dict[str, Any]:
+            response = getattr(self._connect(), method)(
+                *args, _preload_content=False, _request_timeout=(10, 60), **kw
             )
+            return json.loads(response.data)  # type: ignore[no-any-return]
+
+        try:
+            return await anyio.to_thread.run_sync(call)
         except ApiException as exc:
             if exc.status in (404, 409):
                 raise
-            raise self._refused(exc) from exc
-        except (urllib3.exceptions.HTTPError, OSError, config.ConfigException) as exc:
-            log.warning("kubernetes API unreachable: %s", exc)
-            raise ExecutionError("The cluster API is not reachable.") from exc
+            log.warning("kubernetes API: %s refused: %s %s", method, exc.status, exc.reason)
+            raise ExecutionError(api_problem(exc)) from None
+        except Exception as exc:  # connection, configuration, an unreadable answer
+            log.warning("kubernetes API: %s failed: %s", method, type(exc).__name__)
+            raise ExecutionError(api_problem(exc)) from None
 
-    @property
-    def _limiter(self) -> anyio.CapacityLimiter:
-        # Shell reads hold a thread while waiting for output; keep them off the default
-        # pool (40 threads) so many idle shells cannot starve other thread work.
-        if self._stream_limiter is None:
-            self._stream_limiter = anyio.CapacityLimiter(256)
-        return self._stream_limiter
+    async def _pods(self) -> PodCache:
+        """The cache, once it holds the cluster's state (ExecutionError when the API cannot
+        be reached: the watch keeps trying in the background)."""
+        await self.start()
+        await self._cache.wait_synced(self.config.api_timeout_seconds)
+        return self._cache
 
-    async def _read_pod(self, name: str) -> Any | None:
-        try:
-            return await self._call(self._core_call("read_namespaced_pod"), name, self._ns)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise self._refused(exc) from exc
+    # -- ExecutionBackend --------------------------------------------------------------
 
-    def _core_call(self, method: str) -> Callable[..., Any]:
-        return lambda *args, **kw: getattr(self._connect(), method)(*args, **kw)
+    async def start(self) -> None:
+        """Start the pod watch (the first list comes in the background) and the tidier."""
+        self._cache.start()
+        if self._tidier is None:
+            self._tidier = asyncio.get_running_loop().create_task(self._tidy())
 
-    @property
-    def _ns(self) -> str:
-        return self.config.namespace
+    async def find(self, session_id: UUID) -> AgentEndpoint | None:
+        cache = await self._pods()
+        return endpoint_of(cache.get(pod_name(session_id)))
 
-    @staticmethod
-    def _refused(exc: ApiException) -> ExecutionError:
-        log.warning("kubernetes API error %s: %s", exc.status, exc.reason)
-        return ExecutionError(f"The cluster refused the request ({exc.status} {exc.reason}).")
-
-    def _exec(self, name: str, command: list[str], **kw: Any) -> tuple[int, bytes, bytes]:
-        self._connect()
-        return run_command(self._configuration, self._ns, name, command, **kw)
-
-    def _open_stream(self, name: str, command: list[str], **kw: Any) -> ExecStream:
-        self._connect()
-        return ExecStream.open(self._configuration, self._ns, name, command, **kw)
-
-    async def _run(self, name: str, command: list[str], **kw: Any) -> bytes:
-        """Run a command in the pod; its stdout, or ExecutionError if it failed."""
-        code, out, err = await self._call(self._exec, name, command, **kw)
-        if code != 0:
-            log.warning("%s in %s exited %s: %s", command[0], name, code, err[:500])
-            raise ExecutionError("A file operation in the execution environment failed.")
-        return out
-
-    async def _running_pod(self, session_id: UUID) -> str | None:
-        pod = await self._read_pod(pod_name(session_id))
-        if pod is None or pod_phase(pod)[0] != READY:
-            return None
-        return str(pod.metadata.name)
-
-    # --- following a pod ---------------------------------------------------------------
-
-    def _follow(self, name: str, decide: Callable[[Any | None], T | None], timeout: float) -> T:
-        """Call ``decide`` with the pod (None once gone) now and after every change until it
-        returns something; list-then-watch from the list's resourceVersion, so no change
-        between the two is missed. Raises TimeoutError."""
-        core = self._connect()
-        selector = f"metadata.name={name}"
-        deadline = time.monotonic() + timeout
-        while True:
-            listed = core.list_namespaced_pod(self._ns, field_selector=selector)
-            result = decide(listed.items[0] if listed.items else None)
-            if result is not None:
-                return result
-            version = listed.metadata.resource_version
-            watcher = watch.Watch()
+    async def ensure_started(self, session_id: UUID, owner_id: int) -> tuple[AgentEndpoint, bool]:
+        cache = await self._pods()
+        endpoint = endpoint_of(cache.get(pod_name(session_id)))
+        if endpoint is not None:
+            return endpoint, False
+        async with self._locks.hold(session_id):
+            self._starting[session_id] = datetime.now(UTC)
             try:
-                while (remaining := deadline - time.monotonic()) > 0:
-                    events = watcher.stream(
-                        core.list_namespaced_pod,
-                        self._ns,
-                        field_selector=selector,
-                        resource_version=version,
-                        timeout_seconds=max(1, math.ceil(remaining)),
-                        _request_timeout=remaining + 10,
-                    )
-                    for event in events:
-                        version = event["object"].metadata.resource_version
-                        pod = None if event["type"] == "DELETED" else event["object"]
-                        result = decide(pod)
-                        if result is not None:
-                            return result
-                        if time.monotonic() >= deadline:
-                            break
-                raise TimeoutError
-            except ApiException as exc:
-                if exc.status != 410:  # 410 Gone: our version expired; list again
-                    raise
+                result = await self._start(session_id, owner_id)
+            except ExecutionError as exc:
+                self._failures[session_id] = str(exc)
+                raise
             finally:
-                watcher.stop()
+                self._starting.pop(session_id, None)
+            self._failures.pop(session_id, None)
+            return result
 
-    def _wait_ready(self, name: str, timeout: float) -> None:
-        problem: list[str] = []
-
-        def decide(pod: Any | None) -> bool | None:
-            if pod is None:
-                raise ExecutionError("The execution environment was removed while starting.")
-            phase, message = pod_phase(pod)
-            if phase == FAILED:
-                raise ExecutionError(message or "The execution environment failed to start.")
-            if message:
-                problem[:] = [message]
-            return True if phase == READY else None
-
+    async def _start(self, session_id: UUID, owner_id: int) -> tuple[AgentEndpoint, bool]:
+        name = pod_name(session_id)
+        view = self._cache.get(name)
+        if (endpoint := endpoint_of(view)) is not None:
+            return endpoint, False
+        if view is not None and (view.phase == FAILED or view.deleting):
+            await self._delete(name, view.uid)  # a dead or dying pod is replaced, not reused
+            view = None
+        if view is not None:  # another replica is starting it
+            return await self._ready(name, None), False
+        manifest = build_pod_manifest(self.config, session_id, owner_id, secrets.token_hex(32))
         try:
-            self._follow(name, decide, timeout)
+            created = await self._call("create_namespaced_pod", self.config.namespace, manifest)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise ExecutionError(api_problem(exc)) from None
+            return await self._ready(name, None), False  # another replica, a moment ago
+        log.info("created execution pod %s", name)
+        uid = created["metadata"]["uid"]
+        try:
+            return await self._ready(name, uid), True
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._delete_quietly(name, uid)
+            raise
+
+    async def _ready(self, name: str, uid: str | None) -> AgentEndpoint:
+        """Until the pod (``uid``: that one, not an older namesake) is ready, on the cache."""
+        seen: list[PodView] = []
+
+        def check() -> AgentEndpoint | None:
+            view = self._cache.get(name)
+            if view is None or (uid is not None and view.uid != uid):
+                if seen:
+                    raise ExecutionError("The execution environment was removed while starting.")
+                return None
+            seen[:] = [view]
+            if view.deleting:
+                raise ExecutionError("The execution environment was removed while starting.")
+            if view.phase == FAILED:
+                raise ExecutionError(view.message or "The execution environment failed to start.")
+            endpoint = endpoint_of(view)
+            if view.phase == READY and endpoint is None:
+                raise ExecutionError("The execution environment has no address.")
+            return endpoint
+
+        timeout = self.config.ready_timeout_seconds
+        try:
+            return await self._cache.wait_for(check, timeout)
         except TimeoutError:
-            reason = f" {problem[0]}" if problem else ""
+            reason = f" {seen[0].message}" if seen and seen[0].message else ""
             raise ExecutionError(
                 f"The execution environment did not become ready within {timeout:g} s.{reason}"
             ) from None
 
-    def _wait_gone(self, name: str, timeout: float) -> None:
+    async def _delete(self, name: str, uid: str | None = None) -> bool:
+        """Delete the pod (``uid``: only that one, not a newer namesake) at once (grace 0)
+        and wait until the cache saw it go. False if there was none."""
+        options = {"gracePeriodSeconds": 0, "propagationPolicy": "Background"}
+        if uid is not None:
+            options["preconditions"] = {"uid": uid}
         try:
-            self._follow(name, lambda pod: True if pod is None else None, timeout)
-        except TimeoutError:
-            log.warning("pod %s still present %s s after its deletion", name, timeout)
-
-    async def _delete(self, name: str) -> bool:
-        """Delete the pod at once (grace 0) and wait until it is gone. False if absent."""
-        try:
-            await self._call(
-                self._core_call("delete_namespaced_pod"),
-                name,
-                self._ns,
-                grace_period_seconds=0,
-                propagation_policy="Background",
+            pod = await self._call(
+                "delete_namespaced_pod", name, self.config.namespace, body=options
             )
         except ApiException as exc:
-            if exc.status == 404:
+            if exc.status in (404, 409):  # gone, or already another pod of that name
                 return False
-            raise self._refused(exc) from exc
-        await self._call(self._wait_gone, name, self.config.stop_timeout_s, abandon=True)
+            raise ExecutionError(api_problem(exc)) from None
+        uid = (pod.get("metadata") or {}).get("uid")
+
+        def gone() -> bool | None:
+            view = self._cache.get(name)
+            return True if view is None or view.uid != uid else None
+
+        try:
+            await self._cache.wait_for(gone, self.config.stop_timeout_seconds)
+        except TimeoutError:
+            log.warning("pod %s still present %g s after its deletion", name,
+                        self.config.stop_timeout_seconds)  # fmt: skip
         return True
 
-    # --- ExecutionBackend --------------------------------------------------------------
-
-    async def ensure_started(
-        self, session_id: UUID, owner_id: int, files: Iterable[WorkspaceEntry]
-    ) -> bool:
-        files = list(files)
+    async def _delete_quietly(self, name: str, uid: str | None = None) -> None:
         try:
-            started = await self._start(session_id, owner_id, files)
-        except ExecutionError as exc:
-            self._failures[session_id] = str(exc)
-            raise
-        self._failures.pop(session_id, None)
-        return started
-
-    async def _start(self, session_id: UUID, owner_id: int, files: list[WorkspaceEntry]) -> bool:
-        name = pod_name(session_id)
-        timeout = self.config.ready_timeout_s
-        existing = await self._read_pod(name)
-        if existing is not None and pod_phase(existing)[0] == FAILED:
-            await self._delete(name)  # a dead or dying pod is replaced, not reused
-            existing = None
-        if existing is None:
-            manifest = build_pod_manifest(self.config, session_id, owner_id)
-            try:
-                await self._call(self._core_call("create_namespaced_pod"), self._ns, manifest)
-            except ApiException as exc:
-                if exc.status != 409:  # 409: another replica created it just now
-                    raise self._refused(exc) from exc
-            else:
-                try:
-                    await self._call(self._wait_ready, name, timeout, abandon=True)
-                    if files:
-                        archive = await anyio.to_thread.run_sync(build_tar, files)
-                        await self._run(name, EXTRACT_COMMAND, stdin=archive)
-                except BaseException:
-                    with anyio.CancelScope(shield=True):
-                        await self._delete_quietly(name)
-                    raise
-                return True
-        # Someone (this or another replica) started it: attach once it is ready.
-        await self._call(self._wait_ready, name, timeout, abandon=True)
-        return False
-
-    async def _delete_quietly(self, name: str) -> None:
-        try:
-            await self._delete(name)
+            await self._delete(name, uid)
         except ExecutionError:
-            log.exception("could not remove the failed pod %s", name)
+            log.warning("could not remove the failed pod %s", name)
 
     async def status(self, session_id: UUID) -> EnvironmentStatus:
         try:
-            pod = await self._read_pod(pod_name(session_id))
+            view = (await self._pods()).get(pod_name(session_id))
         except ExecutionError as exc:
             return EnvironmentStatus(ExecutionState.STOPPED, self.name, message=str(exc))
-        if pod is None:
+        if view is None or view.deleting:
+            if session_id in self._starting:
+                since = self._starting[session_id]
+                return EnvironmentStatus(ExecutionState.STARTING, self.name, since)
             message = self._failures.get(session_id)
             return EnvironmentStatus(ExecutionState.STOPPED, self.name, message=message)
-        phase, message = pod_phase(pod)
-        if phase == READY:
-            ready = next(c for c in pod.status.conditions if c.type == "Ready")
-            since = ready.last_transition_time or pod.status.start_time
-            return EnvironmentStatus(ExecutionState.RUNNING, self.name, since=since)
-        if phase == FAILED:
-            return EnvironmentStatus(ExecutionState.STOPPED, self.name, message=message)
-        since = pod.metadata.creation_timestamp
-        return EnvironmentStatus(ExecutionState.STARTING, self.name, since=since, message=message)
+        if view.phase == READY:
+            return EnvironmentStatus(ExecutionState.RUNNING, self.name, view.ready_since)
+        if view.phase == FAILED:
+            return EnvironmentStatus(ExecutionState.STOPPED, self.name, message=view.message)
+        return EnvironmentStatus(ExecutionState.STARTING, self.name, view.created, view.message)
 
-    async def running_sessions(self) -> Sequence[UUID]:
-        """Sessions with a pod that is not being deleted, whatever its phase, so the reaper
-        also finds (and stops) pods that died."""
-        try:
-            pods = await self._call(
-                self._core_call("list_namespaced_pod"), self._ns, label_selector=f"app={APP_LABEL}"
-            )
-        except ApiException as exc:
-            raise self._refused(exc) from exc
-        sessions: list[UUID] = []
-        for pod in pods.items:
-            if pod.metadata.deletion_timestamp is not None:
-                continue
-            try:
-                sessions.append(UUID((pod.metadata.labels or {}).get("session", "")))
-            except ValueError:
-                continue
-        return sessions
-
-    async def open_shell(self, session_id: UUID, cols: int, rows: int) -> KubernetesShell:
-        name = await self._running_pod(session_id)
-        if name is None:
-            raise ExecutionError("The execution environment is not running.")
-        stream = await self._call(self._open_stream, name, SHELL_COMMAND, stdin=True, tty=True)
-        shell = KubernetesShell(stream, self._limiter)
-        await shell.resize(cols, rows)
-        return shell
-
-    async def write_file(self, session_id: UUID, path: str, content: bytes) -> None:
-        entry = WorkspaceEntry(path=check_relative(path), type="file", content=content)
-        if (name := await self._running_pod(session_id)) is not None:
-            archive = await anyio.to_thread.run_sync(build_tar, [entry])
-            await self._run(name, EXTRACT_COMMAND, stdin=archive)
-
-    async def make_directory(self, session_id: UUID, path: str) -> None:
-        target = f"{WORKSPACE}/{check_relative(path)}"
-        if (name := await self._running_pod(session_id)) is not None:
-            await self._run(name, ["mkdir", "-p", "--", target])
-
-    async def delete_path(self, session_id: UUID, path: str) -> None:
-        target = f"{WORKSPACE}/{check_relative(path)}"
-        if (name := await self._running_pod(session_id)) is not None:
-            await self._run(name, ["rm", "-rf", "--", target])
-
-    async def scan(
-        self, session_id: UUID, ignore: Sequence[str], max_file_bytes: int, max_entries: int
-    ) -> ScanResult:
-        name = await self._running_pod(session_id)
-        if name is None:  # as the local backend: nothing running, nothing to report
-            return ScanResult(entries=())
-        output = await self._run(name, scan_command(ignore, max_file_bytes, max_entries))
-        return parse_scan(output)
-
-    async def read_files(self, session_id: UUID, paths: Sequence[str]) -> dict[str, bytes]:
-        name = await self._running_pod(session_id)
-        if name is None or not paths:
-            return {}
-        files: dict[str, bytes] = {}
-        for command in read_commands(paths):
-            archive = await self._run(name, command)
-            files.update(await anyio.to_thread.run_sync(read_tar, archive))
-        wanted = set(paths)
-        return {path: data for path, data in files.items() if path in wanted}
+    async def running(self) -> Sequence[RunningEnvironment]:
+        """Every pod that is starting or running (any replica's), not failed or going away."""
+        return [
+            RunningEnvironment(view.session_id, view.owner_id, view.ready_since or view.created)
+            for view in (await self._pods()).views()
+            if view.session_id is not None and view.owner_id is not None
+            and not view.deleting and view.phase != FAILED
+        ]  # fmt: skip
 
     async def stop(self, session_id: UUID) -> bool:
+        name = pod_name(session_id)
+        cache = await self._pods()
+        endpoint = endpoint_of(cache.get(name))
+        async with self._locks.hold(session_id):
+            stopped = await self._delete(name)
+        if endpoint is not None:
+            forget_client(endpoint)
         self._failures.pop(session_id, None)
-        return await self._delete(pod_name(session_id))
+        return stopped
 
     async def aclose(self) -> None:
+        """Stop watching (the pods stay: they outlive this process by design)."""
+        if self._tidier is not None:
+            self._tidier.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tidier
+            self._tidier = None
+        for task in list(self._deletions):
+            task.cancel()
+        await self._cache.stop()
+        self._cache = PodCache(self._connect, self.config.namespace)  # a later use starts anew
         if self._api_client is not None:
             await anyio.to_thread.run_sync(self._api_client.close)
             self._api_client = self._core = None
+
+    # -- background: pods nobody will use ------------------------------------------------
+
+    async def _tidy(self) -> None:
+        """Delete pods that died (their agent is gone: nothing can be synced from them, and a
+        new start replaces them) and pods stuck starting long after any start gave up (their
+        replica died mid-start). Every replica may do it: a second delete is a 404."""
+        stuck_after = 2 * self.config.ready_timeout_seconds + 60
+        while True:
+            await self._cache.changed(TIDY_SECONDS)
+            if not self._cache.synced:
+                continue
+            now = datetime.now(UTC)
+            present = set()
+            for view in self._cache.views():
+                present.add(view.name)
+                if view.deleting or view.name in self._tidying or view.session_id is None:
+                    continue
+                if view.session_id in self._starting:
+                    continue  # its start handles it
+                age = (now - view.created).total_seconds() if view.created else 0.0
+                if view.phase == FAILED or (view.phase == PENDING and age > stuck_after):
+                    self._tidying.add(view.name)
+                    self._failures[view.session_id] = view.message or (
+                        "The execution environment did not start."
+                    )
+                    log.info("removing execution pod %s (%s)", view.name, view.phase)
+                    deletion = self._delete_quietly(view.name, view.uid)
+                    task = asyncio.get_running_loop().create_task(deletion)
+                    self._deletions.add(task)
+                    task.add_done_callback(self._deletions.discard)
+            self._tidying &= present

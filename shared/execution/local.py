@@ -105,7 +105,7 @@ class LocalBackend:
         """A new sandbox and agent on a dead slot's workspace (the files are still there)."""
         local_slots.kill(slot, self.containment)  # whatever is left of the old one
         slot.meta["containment"] = self.containment.resume(slot.meta.get("containment") or {})
-        local_slots.spawn(slot, self.config, self.containment)
+        local_slots.spawn(slot, self.config, self.containment, revived=True)
 
     def _create_slot(self) -> Slot:
         return local_slots.create(self.root, self.config, self.containment)

@@ -56,14 +56,19 @@ SHELL_ENV = {
 }
 
 
-def agent_argv(config: SandboxSettings, listen_fd: int, secret_fd: int) -> list[str]:
-    """The agent's own command (inside the sandbox, or plain when unsandboxed)."""
+def agent_argv(
+    config: SandboxSettings, listen_fd: int, secret_fd: int, materialized: bool = False
+) -> list[str]:
+    """The agent's own command (inside the sandbox, or plain when unsandboxed);
+    ``materialized`` for an agent started again on a workspace that keeps its files."""
     return [
-        config.python, "-S", "-B", "-m", "shared.agent",
+        # -P: not the working directory (/workspace, the user's files) on the import path
+        config.python, "-S", "-B", "-P", "-m", "shared.agent",
         "--listen-fd", str(listen_fd), "--secret-fd", str(secret_fd),
         "--grace", f"{config.terminal_grace_seconds:g}",
         "--slow", f"{config.slow_viewer_seconds:g}",
         "--prespawn",
+        *(["--materialized"] if materialized else []),
     ]  # fmt: skip
 
 

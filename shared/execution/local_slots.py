@@ -190,8 +190,11 @@ def create(root: Path, config: SandboxSettings, containment: Containment) -> Slo
     return slot
 
 
-def spawn(slot: Slot, config: SandboxSettings, containment: Containment) -> None:
-    """Start the slot's sandbox and agent (first start, or again after a crash), detached."""
+def spawn(
+    slot: Slot, config: SandboxSettings, containment: Containment, revived: bool = False
+) -> None:
+    """Start the slot's sandbox and agent (first start, or ``revived`` after a crash: its
+    workspace still holds the files), detached."""
     record = slot.meta["containment"]
     sock_path = slot.dir / SOCKET
     sock_path.unlink(missing_ok=True)
@@ -205,7 +208,7 @@ def spawn(slot: Slot, config: SandboxSettings, containment: Containment) -> None
     fds = [secret_read]  # closed here once the child has them (the listener closes itself)
     info_read = info_write = -1
     try:
-        agent = local_sandbox.agent_argv(config, listener.fileno(), secret_read)
+        agent = local_sandbox.agent_argv(config, listener.fileno(), secret_read, revived)
         host_uid = containment.host_uid(record)
         prefix = local_sandbox.limits_argv(config) + local_sandbox.drop_privileges_argv(host_uid)
         if config.isolation == "none":

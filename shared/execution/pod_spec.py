@@ -1,7 +1,11 @@
-"""The execution pod's manifest, built by one pure function from config (kubespawner's make_pod).
+"""The execution pod's manifest, built by one pure function from the settings (kubespawner's
+make_pod).
 
-Nothing here talks to a cluster, so the restricted Pod Security profile, labels, names and
-limits are all checked by plain unit tests.
+The pod's one process is the environment agent (``shared/agent/``, copied into the execution image
+at ``AGENT_HOME``): it listens on the agent port, proves itself with the per-pod secret it
+reads (and removes) from its environment, and owns the shells and the file work. Nothing
+here talks to a cluster, so the restricted Pod Security profile, the command, the probe,
+labels, names and limits are all checked by plain unit tests.
 """
 
 from __future__ import annotations
@@ -11,20 +15,37 @@ import re
 from typing import Any
 from uuid import UUID
 
-from shared.execution.k8s_config import KubernetesBackendConfig
+from shared.config import KubernetesSettings
 
 APP_LABEL = "execution"
-CONTAINER_NAME = "shell"
+CONTAINER_NAME = "agent"
+PORT_NAME = "agent"
 WORKSPACE_DIR = "/workspace"
 RUN_AS_UID = 1000
 RUN_AS_GID = 1000
+SECRET_ENV = "CEP_AGENT_SECRET"
+# Where docker/execution.Dockerfile puts shared/agent/ (shared/ there is a namespace package
+# holding only it), and the image's own Python (absolute: nothing the platform runs in a pod
+# resolves through PATH).
+AGENT_HOME = "/opt/cep-agent"
+PYTHON = "/usr/bin/python3"
+# No directory the user can write (/workspace, /tmp) is on it: the agent's PATH. Interactive
+# shells add the user's own tool directories in the image's /etc/bash.bashrc.
+SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+# What the agent hands on to the shells it starts (it drops its own variables first).
+SHELL_ENV = {
+    "HOME": WORKSPACE_DIR,
+    "TERM": "xterm-256color",
+    "COLORTERM": "truecolor",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "PATH": SAFE_PATH,
+    "PYTHONUNBUFFERED": "1",
+}
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _MAX_DNS_LABEL = 63
-
-# PID 1 ignores signals it has no handler for, so a bare `sleep infinity` would sit out the
-# whole grace period on a normal delete; the trap makes it leave at once.
-KEEPALIVE_COMMAND = ["/bin/sh", "-c", "trap 'exit 0' TERM INT; sleep infinity & wait"]
 
 
 def pod_name(session_id: UUID | str) -> str:
@@ -39,21 +60,43 @@ def session_labels(session_id: UUID | str, owner_id: int) -> dict[str, str]:
     return {"app": APP_LABEL, "session": str(session_id), "owner": str(owner_id)}
 
 
+def agent_command(config: KubernetesSettings) -> list[str]:
+    """The pod's process. ``-P``: the working directory (the user's /workspace) is not put on
+    the agent's import path, so nothing the user writes there can shadow a module of it."""
+    return [
+        PYTHON, "-S", "-B", "-P", "-m", "shared.agent",
+        "--listen", f"0.0.0.0:{config.agent_port}",
+        "--secret-env", SECRET_ENV,
+        "--workspace", WORKSPACE_DIR,
+        "--grace", f"{config.terminal_grace_seconds:g}",
+        "--slow", f"{config.slow_viewer_seconds:g}",
+        "--prespawn",  # the first terminal finds a prompt waiting
+    ]  # fmt: skip
+
+
 def build_pod_manifest(
-    config: KubernetesBackendConfig, session_id: UUID | str, owner_id: int
+    config: KubernetesSettings, session_id: UUID | str, owner_id: int, secret: str
 ) -> dict[str, Any]:
-    """The Pod for one session: restricted profile, workspace emptyDir, requests = limits."""
+    """The Pod for one session: the agent as its process, ready once its port accepts
+    connections; restricted profile, workspace emptyDir, requests = limits."""
     resources = {"cpu": config.cpu, "memory": config.memory}
+    env = {**SHELL_ENV, "PYTHONPATH": AGENT_HOME, SECRET_ENV: secret}
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": config.image,
         "imagePullPolicy": config.image_pull_policy,
-        "command": list(KEEPALIVE_COMMAND),
+        "command": agent_command(config),
         "workingDir": WORKSPACE_DIR,
-        "env": [
-            {"name": "HOME", "value": WORKSPACE_DIR},
-            {"name": "TERM", "value": "xterm-256color"},
-        ],
+        "env": [{"name": name, "value": value} for name, value in env.items()],
+        "ports": [{"name": PORT_NAME, "containerPort": config.agent_port, "protocol": "TCP"}],
+        # The kubelet's TCP check: the agent listens only once it can serve.
+        "readinessProbe": {
+            "tcpSocket": {"port": config.agent_port},
+            "periodSeconds": 1,
+            "timeoutSeconds": 1,
+            "successThreshold": 1,
+            "failureThreshold": 3,
+        },
         "resources": {"requests": dict(resources), "limits": dict(resources)},
         "securityContext": {
             "runAsNonRoot": True,

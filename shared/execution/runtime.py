@@ -52,10 +52,9 @@ class QuotaReached(ExecutionError):
 
 def make_backend(settings: Settings) -> ExecutionBackend:
     if settings.execution.backend == "kubernetes":
-        from shared.execution.k8s_config import KubernetesBackendConfig
         from shared.execution.kubernetes import KubernetesBackend
 
-        return KubernetesBackend(KubernetesBackendConfig.from_settings(settings))
+        return KubernetesBackend(settings.execution.kubernetes)
     from shared.execution.local import LocalBackend
 
     return LocalBackend(settings.execution.sandbox)
@@ -172,6 +171,9 @@ class ExecutionRuntime:
         async with self.locks.hold(("environment", session_id)):
             endpoint = await backend.find(session_id)
             if endpoint is not None:
+                if not (await self.client(endpoint).status()).materialized:
+                    # Whoever started it died before its files were in: put them in now.
+                    await self.sync.materialize(session_id, self.client(endpoint))
                 return endpoint
             limit = self.config.max_environments_per_user
             running = [e for e in await backend.running() if e.owner_id == owner_id]

@@ -68,8 +68,11 @@ class SyncEngine:
     # -- starting an environment -----------------------------------------------------------
 
     async def materialize(self, session_id: UUID, client: AgentClient) -> None:
-        """Put the database copy into a fresh environment and record that as the baseline."""
+        """Put the database copy into a fresh environment and record that as the baseline
+        (unless it has it already: the process that started it may have died before)."""
         async with workspace_store.exclusive(session_id):
+            if (await client.status()).materialized:
+                return
             stored = await workspace_store.list_with_content(session_id)
             entries = [
                 WorkspaceEntry(f.path, f.type, f.content if f.type == "file" else None)

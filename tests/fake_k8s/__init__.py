@@ -1,5 +1,5 @@
-"""A fake Kubernetes API server speaking the real wire protocol, backed by local processes."""
+"""A fake Kubernetes API server speaking the real wire protocol, whose pods run for real."""
 
-from .server import ALL_PROTOCOLS, V4, V5, FakeKubernetes
+from .server import FakeKubernetes
 
-__all__ = ["ALL_PROTOCOLS", "V4", "V5", "FakeKubernetes"]
+__all__ = ["FakeKubernetes"]

@@ -7,20 +7,31 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from shared.execution.kubernetes import KubernetesBackend, KubernetesBackendConfig
+import attrs
+
+from shared.config import KubernetesSettings
+from shared.execution.kubernetes import KubernetesBackend
 
 from .server import FakeKubernetes
 
+TEST_SETTINGS = KubernetesSettings(ready_timeout_seconds=15.0, stop_timeout_seconds=15.0)
+
+
+def settings_for(kubeconfig: Path | str, **overrides: object) -> KubernetesSettings:
+    return attrs.evolve(TEST_SETTINGS, kubeconfig=str(kubeconfig), **overrides)  # type: ignore[arg-type]
+
 
 @contextlib.asynccontextmanager
-async def kubernetes_backend(tmp_path: Path, **config: object) -> AsyncIterator[KubernetesBackend]:
-    """Starts a fake API server, yields a backend pointed at it through a kubeconfig, and
-    tears both down (every pod's processes are killed with the server)."""
+async def kubernetes_backend(
+    tmp_path: Path, **overrides: object
+) -> AsyncIterator[KubernetesBackend]:
+    """Starts a fake API server, yields a started backend pointed at it through a
+    kubeconfig, and tears both down (every pod's processes and network go with the server)."""
     with FakeKubernetes() as fake:
-        kubeconfig = fake.write_kubeconfig(tmp_path / "kubeconfig")
-        settings: dict[str, object] = {"kubeconfig": str(kubeconfig), "ready_timeout_s": 15.0}
-        settings.update(config)
-        backend = KubernetesBackend(KubernetesBackendConfig(**settings))  # type: ignore[arg-type]
+        backend = KubernetesBackend(
+            settings_for(fake.write_kubeconfig(tmp_path / "kubeconfig"), **overrides)
+        )
+        await backend.start()
         try:
             yield backend
         finally:
