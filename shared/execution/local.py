@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import shutil
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +38,7 @@ from shared.execution.locks import KeyedLock
 
 log = logging.getLogger(__name__)
 REFILL_DELAY_SECONDS = 0.5
+UNLINKED_GRACE_SECONDS = 60.0
 
 
 class LocalBackend:
@@ -86,6 +88,7 @@ class LocalBackend:
     async def _keep_spares(self) -> None:
         while True:
             try:
+                await anyio.to_thread.run_sync(self._tidy)
                 missing = self.config.warm_spares - len(await self._spares())
                 for _ in range(max(0, missing)):
                     slot = await anyio.to_thread.run_sync(self._create_slot)
@@ -131,11 +134,29 @@ class LocalBackend:
                 if local_slots.abandoned(slot_dir):
                     local_slots.destroy_abandoned(slot_dir, self.containment)
                 continue
-            if slot.session_id is None and not slot.alive():
+            if slot.session_id is None and (
+                not slot.alive() or slot.meta.get("agent") != local_slots.AGENT_VERSION
+            ):
+                # Dead, or a spare of another release's agent: a new session gets today's.
+                local_slots.destroy(slot, self.containment)
+            elif slot.session_id is not None and self._unlinked(slot):
+                # Claimed, but its session link is gone: a stop() killed between the two
+                # (after its final sync), or a claim that never got its link.
+                log.warning("freeing environment slot %s left without its session", slot.id)
                 local_slots.destroy(slot, self.containment)
         for link in (self.root / "sessions").iterdir():
             if not link.resolve().exists():
                 link.unlink(missing_ok=True)
+
+    def _unlinked(self, slot: Slot) -> bool:
+        link = self.root / "sessions" / str(slot.session_id)
+        claimed_at = float(slot.meta.get("claimed_at", 0))
+        if time.time() - claimed_at < UNLINKED_GRACE_SECONDS:
+            return False  # a claim being linked right now
+        try:
+            return link.resolve(strict=True) != slot.dir
+        except (FileNotFoundError, RuntimeError):
+            return True
 
     # -- lookups -----------------------------------------------------------------------------
 

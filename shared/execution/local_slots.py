@@ -13,6 +13,7 @@ Everything here blocks (files, processes); the backend calls it from worker thre
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -36,6 +37,10 @@ from shared.execution.sandbox_limits import SandboxContainment, SandboxLimits, S
 log = logging.getLogger(__name__)
 
 META = "meta.json"
+# Which agent a slot runs: a spare made by another release is replaced, not handed out.
+AGENT_VERSION = hashlib.sha256(
+    b"".join(f.read_bytes() for f in sorted(local_sandbox.AGENT_DIR.glob("*.py")))
+).hexdigest()[:16]
 CLAIM = "claim"
 SOCKET = "agent.sock"
 MAKER = "maker"  # "<pid> <start time>" of the process making the slot, until meta.json is saved
@@ -179,7 +184,8 @@ def create(root: Path, config: SandboxSettings, containment: Containment) -> Slo
     me = os.getpid()
     (slot_dir / MAKER).write_text(f"{me} {_start_time(me)}")
     os.chmod(slot_dir, 0o711)  # the sandbox's uid resolves the workspace below it
-    slot = Slot(slot_dir, {"secret": secrets.token_hex(32), "created_at": time.time()})
+    slot = Slot(slot_dir, {"secret": secrets.token_hex(32), "created_at": time.time(),
+                           "agent": AGENT_VERSION})  # fmt: skip
     try:
         slot.meta["containment"] = containment.prepare(slot_dir)
         spawn(slot, config, containment)
