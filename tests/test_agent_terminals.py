@@ -18,8 +18,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from shared.agent.terminals import strip_terminal_queries
-from shared.execution.agent_client import AgentClient, AgentEndpoint, AgentTerminal
+from shared.agent.viewers import strip_terminal_queries
+from shared.execution.agent_client import AgentClient, AgentEndpoint
+from shared.execution.agent_terminal import AgentTerminal
 
 pytestmark = pytest.mark.anyio
 

@@ -26,7 +26,7 @@ import anyio
 from litestar import WebSocket
 from litestar.exceptions import WebSocketDisconnect
 
-from shared.execution.agent_client import AgentTerminal
+from shared.execution.agent_terminal import AgentTerminal
 
 CHANNEL_PROTOCOL = "channel.v1.terminal"
 DATA, CONTROL = 0, 1

@@ -30,8 +30,8 @@ from shared.auth import (
 from shared.envelope import Envelope, ok
 from shared.errors import Conflict, database_unavailable, error_responses
 from shared.execution.base import ExecutionError, ExecutionState
+from shared.execution.relays import Relay as RelayRecord
 from shared.execution.runtime import ExecutionRuntime, QuotaReached
-from shared.execution.runtime import Relay as RelayRecord
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +109,11 @@ async def _serve(socket: WebSocket, session_id: UUID, runtime: ExecutionRuntime 
 
     # Registered before the environment starts, so no reaper takes it while it does.
     record = RelayRecord(session_id, token_hash, close)
-    runtime.register(record)
+    runtime.relays.register(record)
     try:
         await _relay(socket, runtime, session_id, user.id, cols, rows, channel, record)
     finally:
-        runtime.unregister(record)
+        runtime.relays.unregister(record)
 
 
 async def _relay(

@@ -16,8 +16,6 @@ appeared meanwhile.
 from __future__ import annotations
 
 import errno
-import fnmatch
-import hashlib
 import os
 import shutil
 import stat
@@ -25,23 +23,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from . import leases
+from .fsutil import DIR_FLAGS, READ_FLAGS, FileError, read_bounded, sha256_hex
 from .paths import display, path_problem
+from .scan import Scanner
 
-_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-CHUNK = 1 << 20
 # Files larger than this are never compared by content (they cannot match a pushed file).
 HASH_LIMIT = 64 * 1024 * 1024
-
-
-class FileError(Exception):
-    """An operation failed in a way the caller is told about: ``code`` is a protocol code."""
-
-    def __init__(self, code: str, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details
+_DIR, _READ = DIR_FLAGS, READ_FLAGS
 
 
 def _split(path: str) -> list[str]:
@@ -59,10 +47,6 @@ def _os_error(exc: OSError, path: str) -> FileError:
     return FileError("failed", f"{path}: {exc.strerror}")
 
 
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def _state(dir_fd: int, name: str) -> tuple[str, os.stat_result | None]:
     """What is at ``name``: "absent", "file", "directory" or "other" (symlink, FIFO...)."""
     try:
@@ -76,22 +60,7 @@ def _state(dir_fd: int, name: str) -> tuple[str, os.stat_result | None]:
     return "other", st
 
 
-def _read_fd(fd: int, limit: int) -> bytes | None:
-    """At most ``limit`` bytes of an open regular file, from its start whatever was read
-    through ``fd`` before; None when it holds more."""
-    if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped for a FIFO since its lstat
-        raise FileError("not_file", "not a regular file")
-    os.set_blocking(fd, True)
-    chunks: list[bytes] = []
-    offset = 0
-    while offset <= limit:
-        chunk = os.pread(fd, min(limit + 1 - offset, CHUNK), offset)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        offset += len(chunk)
-    data = b"".join(chunks)
-    return data if len(data) <= limit else None
+_read_fd = read_bounded
 
 
 def _link_new(dir_fd: int, tmp: str, name: str, path: str) -> None:
@@ -118,8 +87,12 @@ class Workspace:
 
     def __init__(self, root: str) -> None:
         self.root = root
-        # path -> (inode, size, mtime_ns, ctime_ns, sha256): an unchanged file is not rehashed
-        self._digests: dict[str, tuple[int, int, int, int, str]] = {}
+        self.scanner = Scanner(root)
+
+    def scan(
+        self, ignore: Sequence[str], max_file_bytes: int, max_entries: int, max_skipped: int
+    ) -> dict[str, Any]:
+        return self.scanner.scan(ignore, max_file_bytes, max_entries, max_skipped)
 
     def _open_parent(self, parts: list[str], create: bool) -> int:
         fd = os.open(self.root, _DIR)
@@ -340,113 +313,6 @@ class Workspace:
                 self.write(path, content or b"", None)
 
     # -- scanning ------------------------------------------------------------------------
-
-    def scan(
-        self,
-        ignore: Sequence[str],
-        max_file_bytes: int,
-        max_entries: int,
-        max_skipped: int,
-    ) -> dict[str, Any]:
-        """Every file and directory with sizes and sha256 digests, and what was skipped why:
-        ignored names, invalid paths (shown escaped), symlinks, special files, files over
-        ``max_file_bytes``, entries past ``max_entries``. One bad entry never stops the rest."""
-        dir_names = {p[:-1] for p in ignore if p.endswith("/")}
-        globs = [p for p in ignore if not p.endswith("/")]
-        entries: list[list[Any]] = []
-        skipped: list[list[str]] = []
-        unlisted = 0
-        seen: set[str] = set()
-
-        def skip(path: str, reason: str) -> None:
-            nonlocal unlisted
-            if len(skipped) < max_skipped:
-                skipped.append([display(path), reason])
-            else:
-                unlisted += 1
-
-        def walk(dir_fd: int, prefix: str) -> None:
-            try:
-                names = sorted(os.listdir(dir_fd))
-            except OSError:
-                return
-            for name in names:
-                path = prefix + name
-                try:
-                    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-                except OSError:
-                    continue
-                is_dir = stat.S_ISDIR(st.st_mode)
-                if (is_dir and name in dir_names) or any(
-                    fnmatch.fnmatchcase(name, g) or fnmatch.fnmatchcase(path, g) for g in globs
-                ):
-                    skip(path, "ignored")
-                elif path_problem(path) is not None:
-                    skip(path, "invalid path")
-                elif stat.S_ISLNK(st.st_mode):
-                    skip(path, "symlink")
-                elif not (is_dir or stat.S_ISREG(st.st_mode)):
-                    skip(path, "special file")
-                elif len(entries) >= max_entries:
-                    skip(path, "too many entries")
-                elif is_dir:
-                    entries.append([path, "directory", 0, None])
-                    try:
-                        child = os.open(name, _DIR, dir_fd=dir_fd)
-                    except OSError:
-                        continue
-                    try:
-                        walk(child, path + "/")
-                    finally:
-                        os.close(child)
-                elif st.st_size > max_file_bytes:
-                    skip(path, "too large")
-                else:
-                    found = self._digest(dir_fd, name, path, st, max_file_bytes)
-                    if found == "too large":
-                        skip(path, "too large")
-                    elif found is not None:
-                        seen.add(path)
-                        entries.append([path, "file", found[0], found[1]])
-
-        try:
-            root_fd = os.open(self.root, _DIR)
-        except OSError:
-            return {"entries": [], "skipped": [], "unlisted": 0}
-        try:
-            walk(root_fd, "")
-        finally:
-            os.close(root_fd)
-        for gone in self._digests.keys() - seen:
-            del self._digests[gone]
-        return {"entries": entries, "skipped": skipped, "unlisted": unlisted}
-
-    def _digest(
-        self, dir_fd: int, name: str, path: str, st: os.stat_result, limit: int
-    ) -> tuple[int, str] | str | None:
-        """(size, sha256) of a regular file read up to ``limit`` bytes, "too large" when it
-        grew past it, None when it vanished or changed type."""
-        key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        cached = self._digests.get(path)
-        if cached is not None and cached[:4] == key:
-            return st.st_size, cached[4]
-        try:
-            fd = os.open(name, _READ, dir_fd=dir_fd)
-        except OSError:
-            return None
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None
-            data = _read_fd(fd, limit)
-        finally:
-            os.close(fd)
-        if data is None:
-            return "too large"
-        digest = sha256_hex(data)
-        # Keyed by the stat taken before reading: a write racing the read changes mtime and
-        # forces a rehash next time instead of caching a stale digest.
-        self._digests[path] = (*key, digest)
-        return len(data), digest
 
     def usage(self) -> dict[str, int]:
         try:

@@ -30,7 +30,8 @@ from typing import Any, TypeVar
 from . import protocol
 from .files import FileError, Workspace, sha256_hex
 from .protocol import DATA, ProtocolError, encode_data, encode_json
-from .terminals import TerminalManager, Viewer
+from .terminals import TerminalManager
+from .viewers import Viewer
 
 AUTH_TIMEOUT = 10.0
 MAX_CONNECTIONS = 256

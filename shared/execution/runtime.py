@@ -17,18 +17,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from functools import partial
 from uuid import UUID
 
 import anyio
 import attrs
 from anyio.abc import TaskGroup
 
-from shared import db, environment_store
-from shared.auth import valid_token_hashes
+from shared import environment_store
 from shared.config import Settings
-from shared.execution.agent_client import AgentClient, AgentEndpoint, AgentTerminal, client_for
+from shared.execution.agent_client import AgentClient, AgentEndpoint, client_for
+from shared.execution.agent_terminal import AgentTerminal
 from shared.execution.base import (
     EnvironmentStatus,
     ExecutionBackend,
@@ -37,13 +36,12 @@ from shared.execution.base import (
 )
 from shared.execution.leader import run_as_leader
 from shared.execution.locks import KeyedLock
+from shared.execution.reaper import leader_work
+from shared.execution.relays import Relays
 from shared.execution.sync import SyncEngine, SyncOutcome, record_failure
 
 log = logging.getLogger(__name__)
 
-TOKEN_CHECK_SECONDS = 2.0
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_OVER_QUOTA = 4429
 
 
 class QuotaReached(ExecutionError):
@@ -58,15 +56,6 @@ def make_backend(settings: Settings) -> ExecutionBackend:
     from shared.execution.local import LocalBackend
 
     return LocalBackend(settings.execution.sandbox)
-
-
-@attrs.define(eq=False)
-class Relay:
-    """One WebSocket this process relays to an agent, as the runtime sees it."""
-
-    session_id: UUID
-    token_hash: str | None  # the login token it was opened with: it dies with the token
-    close: Callable[[int, str], Awaitable[None]]
 
 
 @attrs.frozen
@@ -89,7 +78,7 @@ class ExecutionRuntime:
         self._stopping = anyio.Event()
         self._tg: TaskGroup | None = None
         self.locks = KeyedLock()
-        self.relays: dict[UUID, set[Relay]] = {}
+        self.relays = Relays()
         self._due: dict[UUID, float] = {}  # session -> when to sync it (monotonic)
         self._backoff: dict[UUID, float] = {}  # session -> the last retry delay
         self._wake = anyio.Event()
@@ -117,9 +106,9 @@ class ExecutionRuntime:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self._scheduled_syncs)
-            tg.start_soon(self._token_checks)
-            tg.start_soon(self._heartbeats)
-            tg.start_soon(run_as_leader, self._backend().scope, self._leader_work)
+            tg.start_soon(self.relays.close_logged_out)
+            tg.start_soon(self.relays.heartbeats, self.config.idle_seconds / 4)
+            tg.start_soon(run_as_leader, self._backend().scope, partial(leader_work, self))
             ready.set()
             await self._stopping.wait()
             tg.cancel_scope.cancel()
@@ -132,10 +121,7 @@ class ExecutionRuntime:
             backend = self.backend
             # Environments keep running (their agents outlive us): tell this process's
             # terminal clients to reconnect, and save what the shells wrote meanwhile.
-            for relays in list(self.relays.values()):
-                for relay in list(relays):
-                    with contextlib.suppress(Exception):
-                        await relay.close(1012, "server restarting")
+            await self.relays.close_everything(1012, "server restarting")
             with anyio.move_on_after(10):
                 for session_id in list(self._due):
                     await self._sync_now(session_id)
@@ -144,6 +130,9 @@ class ExecutionRuntime:
                 await self._runner
             await backend.aclose()
             self.backend = None
+
+    def backend_or_fail(self) -> ExecutionBackend:
+        return self._backend()
 
     def _backend(self) -> ExecutionBackend:
         if self.backend is None:
@@ -265,70 +254,6 @@ class ExecutionRuntime:
             with anyio.move_on_after(wait):
                 await self._wake.wait()
 
-    # -- the cluster's background work (leader only) -------------------------------------------
-
-    async def _leader_work(self) -> None:
-        interval = self.config.sync_interval_seconds
-        reap_every = min(60.0, max(0.05, self.config.idle_seconds / 4))
-        next_sync = time.monotonic() + interval
-        while True:
-            try:
-                await self._reap_once()
-            except Exception:
-                log.exception("the idle reaper's round failed")
-            if time.monotonic() >= next_sync:
-                next_sync = time.monotonic() + interval
-                for environment in await self._backend().running():
-                    self.schedule_sync(environment.session_id)
-            await anyio.sleep(min(reap_every, max(0.05, next_sync - time.monotonic())))
-
-    async def _reap_once(self) -> None:
-        """Stop environments no terminal has used for the idle timeout (after a final sync),
-        and those of deleted sessions (unsynced). "Used" is shared between replicas through
-        ``sessions.terminal_seen_at``, which every replica refreshes for its terminals."""
-        running = list(await self._backend().running())
-        if not running:
-            return
-        ids = [e.session_id for e in running]
-        async with db.connection() as conn:
-            rows = await conn.fetch(
-                "SELECT id, terminal_seen_at FROM sessions WHERE id = ANY($1::uuid[])", ids
-            )
-        seen = {row["id"]: row["terminal_seen_at"] for row in rows}
-        now = datetime.now(UTC)
-        for environment in running:
-            session_id = environment.session_id
-            if session_id not in seen:
-                log.info("stopping the environment of deleted session %s", session_id)
-                await self.session_deleted(session_id)
-                continue
-            if session_id in self.relays:
-                continue
-            marks = [m for m in (seen[session_id], environment.since) if m is not None]
-            quiet_for = (now - max(marks)).total_seconds() if marks else float("inf")
-            if quiet_for >= self.config.idle_seconds:
-                log.info("stopping idle environment %s", session_id)
-                outcome = await self.shutdown(session_id, "idle timeout")
-                if not outcome.cleaned:
-                    log.warning("idle environment %s kept: %s", session_id, outcome.message)
-
-    async def _heartbeats(self) -> None:
-        """Record which environments this process has terminals on, for every reaper."""
-        every = min(30.0, max(0.05, self.config.idle_seconds / 4))
-        while True:
-            attached = [s for s, relays in self.relays.items() if relays]
-            if attached:
-                try:
-                    async with db.connection() as conn:
-                        await conn.execute(
-                            "UPDATE sessions SET terminal_seen_at = now() "
-                            "WHERE id = ANY($1::uuid[])",
-                            attached,
-                        )
-                except Exception as exc:
-                    log.info("could not record attached terminals: %r", exc)
-            await anyio.sleep(every)
-
     # -- terminals ---------------------------------------------------------------------------
 
     async def open_terminal(
@@ -339,7 +264,7 @@ class ExecutionRuntime:
         endpoint = await self.ensure_environment(session_id, owner_id)
         client = self.client(endpoint)
         limit = self.config.max_terminals_per_session
-        local = len(self.relays.get(session_id, ())) - 1
+        local = self.relays.count(session_id) - 1
         viewers = local
         if local < limit:
             with contextlib.suppress(ExecutionError):
@@ -349,36 +274,8 @@ class ExecutionRuntime:
             raise QuotaReached(f"at most {limit} terminal connections per workspace")
         return await client.attach(cols, rows)
 
-    def register(self, relay: Relay) -> None:
-        self.relays.setdefault(relay.session_id, set()).add(relay)
-
-    def unregister(self, relay: Relay) -> None:
-        relays = self.relays.get(relay.session_id)
-        if relays is not None:
-            relays.discard(relay)
-            if not relays:
-                del self.relays[relay.session_id]
-
     def active_connections(self, session_id: UUID) -> int:
-        return len(self.relays.get(session_id, ()))
-
-    async def _token_checks(self) -> None:
-        """Terminals end within seconds of a logout or an expiry of their login token."""
-        while True:
-            await anyio.sleep(TOKEN_CHECK_SECONDS)
-            hashes = {r.token_hash for rs in self.relays.values() for r in rs if r.token_hash}
-            if not hashes:
-                continue
-            try:
-                valid = await valid_token_hashes(hashes)
-            except Exception as exc:
-                log.info("could not check terminal tokens: %r", exc)
-                continue
-            for relays in list(self.relays.values()):
-                for relay in list(relays):
-                    if relay.token_hash and relay.token_hash not in valid:
-                        with contextlib.suppress(Exception):
-                            await relay.close(CLOSE_UNAUTHENTICATED, "logged out or expired")
+        return self.relays.count(session_id)
 
     # -- ending environments -------------------------------------------------------------------
 
@@ -390,12 +287,10 @@ class ExecutionRuntime:
         if endpoint is None:
             return ShutdownOutcome(closed=0, cleaned=True)
         client = self.client(endpoint)
-        closed = len(self.relays.get(session_id, ()))
+        closed = self.relays.count(session_id)
         with contextlib.suppress(ExecutionError):
             closed = max(closed, await client.close_terminal(1001, reason))
-        for relay in list(self.relays.get(session_id, ())):
-            with contextlib.suppress(Exception):
-                await relay.close(1001, reason)
+        await self.relays.close_session(session_id, 1001, reason)
         try:
             outcome = await self.sync_back(session_id)
         except Exception as exc:
@@ -416,9 +311,7 @@ class ExecutionRuntime:
         """The session is gone: close its terminals and stop its environment, unsynced."""
         if self.backend is None:
             return
-        for relay in list(self.relays.get(session_id, ())):
-            with contextlib.suppress(Exception):
-                await relay.close(1001, "workspace deleted")
+        await self.relays.close_session(session_id, 1001, "workspace deleted")
         await self.backend.stop(session_id)
         self._forget(session_id)
 

@@ -18,13 +18,8 @@ import anyio
 import pytest
 
 from shared.agent import protocol
-from shared.execution.agent_client import (
-    AgentClient,
-    AgentEndpoint,
-    AgentTerminal,
-    Conflict,
-    client_for,
-)
+from shared.execution.agent_client import AgentClient, AgentEndpoint, Conflict, client_for
+from shared.execution.agent_terminal import AgentTerminal
 from shared.execution.base import ExecutionBackend, ExecutionError, ExecutionState, WorkspaceEntry
 
 pytestmark = pytest.mark.anyio
