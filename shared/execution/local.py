@@ -74,6 +74,7 @@ class LocalBackend:
         self._spares_changed = asyncio.Event()
         self._keeper: asyncio.Task[None] | None = None
         self._ready: list[Slot] = []  # spares this process made and saw answer, newest last
+        self._known: dict[UUID, Slot] = {}  # sessions' slots seen lately (checked on each use)
 
     # -- background: warm spares -----------------------------------------------------------
 
@@ -177,7 +178,11 @@ class LocalBackend:
         # One stat of a directory entry: a workspace without an environment (the common case
         # on the hot file routes) costs no thread hop.
         if not os.path.lexists(self.root / "sessions" / str(session_id)):  # noqa: ASYNC240
+            self._known.pop(session_id, None)
             return None
+        known = self._known.get(session_id)
+        if known is not None and known.alive():  # a read of /proc: no thread hop on reattach
+            return known.endpoint
         slot = await anyio.to_thread.run_sync(self._session_slot, session_id)
         if slot is None:
             return None
@@ -189,6 +194,7 @@ class LocalBackend:
                 if not slot.alive():
                     log.warning("environment %s had died; starting its agent again", session_id)
                     await anyio.to_thread.run_sync(self._revive, slot)
+        self._known[session_id] = slot
         return slot.endpoint
 
     async def ensure_started(self, session_id: UUID, owner_id: int) -> tuple[AgentEndpoint, bool]:
@@ -295,6 +301,7 @@ class LocalBackend:
                 local_slots.destroy(slot, self.containment)
 
             await anyio.to_thread.run_sync(remove)
+            self._known.pop(session_id, None)
             forget_client(slot.endpoint)
             self._failures.pop(session_id, None)
             return True

@@ -26,7 +26,7 @@ from anyio.abc import TaskGroup
 
 from shared import environment_store
 from shared.config import Settings
-from shared.execution.agent_client import AgentClient, AgentEndpoint, client_for
+from shared.execution.agent_client import AgentClient, AgentEndpoint, AgentStatus, client_for
 from shared.execution.agent_terminal import AgentTerminal
 from shared.execution.base import (
     EnvironmentStatus,
@@ -41,7 +41,6 @@ from shared.execution.relays import Relays
 from shared.execution.sync import SyncEngine, SyncOutcome, record_failure
 
 log = logging.getLogger(__name__)
-
 
 
 class QuotaReached(ExecutionError):
@@ -153,17 +152,21 @@ class ExecutionRuntime:
             return EnvironmentStatus(ExecutionState.STOPPED, self.config.backend)
         return await self.backend.status(session_id)
 
-    async def ensure_environment(self, session_id: UUID, owner_id: int) -> AgentEndpoint:
+    async def ensure_environment(
+        self, session_id: UUID, owner_id: int
+    ) -> tuple[AgentEndpoint, AgentStatus | None]:
         """The session's agent, starting the environment from the database copy if needed
-        (within the owner's quota of environments running at once)."""
+        (within the owner's quota of environments running at once); with the agent's status
+        when it was running already (None: started now, nothing attached yet)."""
         backend = self._backend()
         async with self.locks.hold(("environment", session_id)):
             endpoint = await backend.find(session_id)
             if endpoint is not None:
-                if not (await self.client(endpoint).status()).materialized:
+                status = await self.client(endpoint).status()
+                if not status.materialized:
                     # Whoever started it died before its files were in: put them in now.
                     await self.sync.materialize(session_id, self.client(endpoint))
-                return endpoint
+                return endpoint, status
             limit = self.config.max_environments_per_user
             running = [e for e in await backend.running() if e.owner_id == owner_id]
             if len(running) >= limit:
@@ -174,12 +177,13 @@ class ExecutionRuntime:
             endpoint, started = await backend.ensure_started(session_id, owner_id)
             if started:
                 try:
-                    await self.sync.materialize(session_id, self.client(endpoint))
+                    await self.sync.materialize(session_id, self.client(endpoint), fresh=True)
                 except BaseException:
                     with anyio.CancelScope(shield=True):
                         await backend.stop(session_id)
                     raise
-            return endpoint
+                return endpoint, None
+            return endpoint, await self.client(endpoint).status()
 
     # -- syncs: now, soon, and retried ---------------------------------------------------------
 
@@ -261,18 +265,14 @@ class ExecutionRuntime:
     ) -> AgentTerminal:
         """Start (or find) the environment and attach a viewer to its shell (the caller has
         registered its relay already, so it counts itself)."""
-        endpoint = await self.ensure_environment(session_id, owner_id)
-        client = self.client(endpoint)
+        endpoint, status = await self.ensure_environment(session_id, owner_id)
         limit = self.config.max_terminals_per_session
-        local = self.relays.count(session_id) - 1
-        viewers = local
-        if local < limit:
-            with contextlib.suppress(ExecutionError):
-                status = await client.status()
-                viewers = max(local, sum(t.viewers for t in status.terminals if t.name == "main"))
+        viewers = self.relays.count(session_id) - 1
+        if status is not None:  # other replicas' viewers too, as the agent counts them
+            viewers = max(viewers, sum(t.viewers for t in status.terminals if t.name == "main"))
         if viewers >= limit:
             raise QuotaReached(f"at most {limit} terminal connections per workspace")
-        return await client.attach(cols, rows)
+        return await self.client(endpoint).attach(cols, rows)
 
     def active_connections(self, session_id: UUID) -> int:
         return self.relays.count(session_id)

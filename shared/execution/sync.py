@@ -67,11 +67,12 @@ class SyncEngine:
 
     # -- starting an environment -----------------------------------------------------------
 
-    async def materialize(self, session_id: UUID, client: AgentClient) -> None:
-        """Put the database copy into a fresh environment and record that as the baseline
-        (unless it has it already: the process that started it may have died before)."""
+    async def materialize(self, session_id: UUID, client: AgentClient, fresh: bool = False) -> None:
+        """Put the database copy into an environment and record that as the baseline: a
+        ``fresh`` one just started, else one found without its files (unless another process
+        put them in meanwhile)."""
         async with workspace_store.exclusive(session_id):
-            if (await client.status()).materialized:
+            if not fresh and (await client.status()).materialized:
                 return
             stored = await workspace_store.list_with_content(session_id)
             entries = [
