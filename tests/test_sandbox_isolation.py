@@ -130,3 +130,23 @@ async def test_a_slow_second_viewer_is_dropped_with_4008(platform: Platform, own
             with anyio.fail_after(60):
                 await fast.until("SLOWDONE", within=60)
             assert await slow.closed() == 4008
+
+
+async def test_every_tmpfs_has_a_size_and_the_root_is_read_only(
+    platform: Platform, owner: User
+) -> None:
+    workspace = new_workspace(owner)
+    async with open_terminal(platform, owner, workspace) as ws:
+        term = Terminal(ws)
+        await term.ready()
+        sizes = await term.run("df -k --output=target,size /tmp /dev/shm | tail -n +2")
+        found = {line.split()[0]: int(line.split()[1]) for line in sizes.splitlines()}
+        assert found == {"/tmp": 256 * 1024, "/dev/shm": 64 * 1024}, found
+        for place in ("/", "/dev", "/etc"):
+            written = await term.run(f"touch {place}/x 2>/dev/null && echo WROTE || echo refused")
+            assert written == "refused", place
+        out = await term.run("head -c 80M /dev/zero > /dev/shm/big; echo $?; rm -f /dev/shm/big")
+        assert out.splitlines()[-1] != "0"  # past its size: ENOSPC inside this sandbox only
+        # /workspace is a filesystem of its own, of SANDBOX_WORKSPACE_MB (1 GiB by default).
+        workspace_kib = int(await term.run("df -k --output=size /workspace | tail -1"))
+        assert 900 * 1024 < workspace_kib <= 1024 * 1024, workspace_kib
