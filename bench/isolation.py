@@ -210,7 +210,15 @@ def main() -> int:
     with fresh_database() as database_url:
         gateway = start_gateway(
             database_url,
-            {"MAX_ENVIRONMENTS_PER_USER": str(args.envs), "SANDBOX_WORKSPACE_MB": "64"},
+            {
+                "MAX_ENVIRONMENTS_PER_USER": str(args.envs),
+                "SANDBOX_WORKSPACE_MB": "64",
+                # The platform's own limits, not the test suite's relaxed ones.
+                "AUTH_REQUESTS_PER_SECOND": "10",
+                "AUTH_REQUESTS_BURST": "30",
+                "REGISTER_MAX_PER_ADDRESS": "20",
+                "TRUSTED_PROXIES": "",
+            },
         )
         try:
             setup = prepare(gateway.base_url, args.envs)
