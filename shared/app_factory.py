@@ -25,7 +25,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from shared import db
 from shared.allow import allow_headers, allow_middleware
-from shared.auth import current_user
+from shared.auth import authenticator
 from shared.config import get_settings
 from shared.docs import API_TITLE, API_VERSION, app_openapi, docs_handlers
 from shared.errors import EXCEPTION_HANDLERS, error_responses
@@ -118,14 +118,14 @@ def create_app(
         middleware=[allow_middleware(allow_table)],
         route_handlers=[*handlers, liveness, health, readiness, *docs_handlers(document, title)],
         dependencies={
-            "user": Provide(current_user),
+            "user": Provide(authenticator(settings)),
             "settings": Provide(lambda: settings, sync_to_thread=False),
             "runtime": Provide(running_runtime, sync_to_thread=False),
         },
         before_request=check_json_body,
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=CORSConfig(
-            allow_origins=list(settings.cors_origins),
+            allow_origins=list(settings.http.cors_origins),
             allow_credentials=True,
             allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "If-Match"],
@@ -138,7 +138,7 @@ def create_app(
                 security_schemes={
                     "bearer": SecurityScheme(type="http", scheme="bearer"),
                     "cookie": SecurityScheme(
-                        type="apiKey", name=settings.cookie_name, security_scheme_in="cookie"
+                        type="apiKey", name=settings.http.cookie_name, security_scheme_in="cookie"
                     ),
                 }
             ),
@@ -154,7 +154,7 @@ def create_app(
     )
     app_holder["app"] = app
     # Outside CORS and routing: oversized headers and cross-site requests stop here.
-    app.asgi_handler = guard(app.asgi_handler, settings)
+    app.asgi_handler = guard(app.asgi_handler, settings.http)
     allow_table.update(allow_headers(app))
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     return app

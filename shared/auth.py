@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime
 from typing import TypeVar
 
@@ -28,7 +28,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from litestar.connection import ASGIConnection
 
 from shared import db
-from shared.config import get_settings
+from shared.config import AuthSettings, HttpSettings, Settings
 from shared.errors import Forbidden, Unauthorized, Unavailable
 from shared.web_security import cookie_request_refusal
 
@@ -72,24 +72,23 @@ class HashPool:
 
 
 @functools.cache
-def hash_pool() -> HashPool:
-    """The process's pool (created on first use, inside the event loop)."""
-    settings = get_settings()
+def hash_pool(settings: AuthSettings) -> HashPool:
+    """The process's pool for these settings (created on first use, inside the event loop)."""
     return HashPool(settings.password_hash_concurrency, settings.password_hash_queue)
 
 
-async def hash_password(password: str) -> str:
-    return await hash_pool().run(lambda: _hasher.hash(password))
+async def hash_password(password: str, settings: AuthSettings) -> str:
+    return await hash_pool(settings).run(lambda: _hasher.hash(password))
 
 
-async def verify_password(password_hash: str | None, password: str) -> bool:
+async def verify_password(password_hash: str | None, password: str, settings: AuthSettings) -> bool:
     def check() -> bool:
         try:
             return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 
-    return await hash_pool().run(check)
+    return await hash_pool(settings).run(check)
 
 
 def hash_token(token: str) -> str:
@@ -111,7 +110,7 @@ def bearer_token(authorization: str | None) -> str | None:
     return None
 
 
-def token_from_connection(connection: ASGIConnection) -> str | None:
+def token_from_connection(connection: ASGIConnection, http: HttpSettings) -> str | None:
     """The bearer token when there is one, else the login cookie (never the URL).
 
     A state-changing request that the cookie would authenticate must come from an allowed
@@ -120,9 +119,9 @@ def token_from_connection(connection: ASGIConnection) -> str | None:
     bearer = bearer_token(connection.headers.get("authorization"))
     if bearer is not None:
         return bearer
-    cookie = connection.cookies.get(get_settings().cookie_name) or None
+    cookie = connection.cookies.get(http.cookie_name) or None
     if cookie is not None:
-        refusal = cookie_request_refusal(connection.scope)
+        refusal = cookie_request_refusal(connection.scope, http)
         if refusal is not None:
             raise Forbidden(refusal)
     return cookie
@@ -174,9 +173,13 @@ async def valid_token_hashes(token_hashes: Collection[str]) -> set[str]:
     return {row["token_hash"] for row in rows}
 
 
-async def current_user(request: ASGIConnection) -> AuthUser:
-    """Dependency: the authenticated caller, or 401."""
-    user = await user_for_token(token_from_connection(request))
-    if user is None:
-        raise Unauthorized(UNAUTHORIZED_MESSAGE)
-    return user
+def authenticator(settings: Settings) -> Callable[[ASGIConnection], Awaitable[AuthUser]]:
+    """The ``user`` dependency of an app with these settings: the caller, or 401."""
+
+    async def current_user(request: ASGIConnection) -> AuthUser:
+        user = await user_for_token(token_from_connection(request, settings.http))
+        if user is None:
+            raise Unauthorized(UNAUTHORIZED_MESSAGE)
+        return user
+
+    return current_user

@@ -29,7 +29,7 @@ import asyncpg
 from asyncpg.pool import Pool
 from piccolo.engine.postgres import PostgresEngine
 
-from shared.config import Settings, get_settings
+from shared.config import DatabaseSettings, Settings, get_settings
 from shared.errors import DatabaseUnavailable
 
 log = logging.getLogger("shared.db")
@@ -39,6 +39,7 @@ DB = PostgresEngine(config={}, extensions=())
 
 _pool_users = 0
 _pool_lock = anyio.Lock()
+_limits = DatabaseSettings()  # the waits of the running pool (set by start())
 _embedded = False  # whether configure() started the embedded server
 _MIGRATION_LOCK_KEY = 0x0C0DE_0001
 _CLIENT_GRACE_SECONDS = 1.0  # the client's statement timeout trails the server's by this
@@ -47,8 +48,8 @@ _CLIENT_GRACE_SECONDS = 1.0  # the client's statement timeout trails the server'
 def resolve_database_url(settings: Settings) -> str:
     """DATABASE_URL, or the URI of the embedded server (started on first use)."""
     global _embedded
-    if settings.database_url:
-        return settings.database_url
+    if settings.database.url:
+        return settings.database.url
     from shared import embedded
 
     _embedded = True
@@ -67,7 +68,7 @@ def configure(settings: Settings | None = None) -> None:
     DB.config.update(
         dsn=resolve_database_url(settings),
         server_settings={"jit": "off"},
-        timeout=settings.db_connect_timeout,
+        timeout=settings.database.connect_timeout,
     )
 
 
@@ -84,17 +85,17 @@ class _BoundedPool(Pool):
         return super().acquire(timeout=self._acquire_timeout if timeout is None else timeout)
 
 
-async def start(settings: Settings | None = None) -> None:
+async def start(settings: Settings) -> None:
     """Open the pool (first caller) and apply migrations when configured to."""
-    global _pool_users
-    settings = settings or get_settings()
+    global _pool_users, _limits
     async with _pool_lock:
         _pool_users += 1
         if _pool_users > 1:
             return
         try:
             configure(settings)
-            if settings.db_migrate_on_start:
+            _limits = settings.database
+            if settings.database.migrate_on_start:
                 await migrate()
             DB.pool = await _open_pool(settings)
         except BaseException:
@@ -104,22 +105,23 @@ async def start(settings: Settings | None = None) -> None:
 
 
 async def _open_pool(settings: Settings) -> Pool:
-    statement_ms = int(settings.db_statement_timeout * 1000)
+    limits = settings.database
+    statement_ms = int(limits.statement_timeout * 1000)
     return await _BoundedPool(
         DB.config["dsn"],
-        min_size=settings.db_pool_min,
-        max_size=settings.db_pool_max,
+        min_size=limits.pool_min,
+        max_size=limits.pool_max,
         max_queries=50_000,
         max_inactive_connection_lifetime=300.0,
         reset=_reset,
         loop=None,
         connection_class=asyncpg.Connection,
         record_class=asyncpg.Record,
-        acquire_timeout=settings.db_acquire_timeout,
-        timeout=settings.db_connect_timeout,
+        acquire_timeout=limits.acquire_timeout,
+        timeout=limits.connect_timeout,
         # The server cancels a statement that runs too long (its connection stays usable);
         # the client gives up a second later, for a server that does not answer at all.
-        command_timeout=settings.db_statement_timeout + _CLIENT_GRACE_SECONDS,
+        command_timeout=limits.statement_timeout + _CLIENT_GRACE_SECONDS,
         server_settings={"jit": "off", "statement_timeout": str(statement_ms)},
     )
 
@@ -144,9 +146,8 @@ async def stop() -> None:
             return
         pool, DB.pool = DB.pool, None
         if pool is not None:
-            settings = get_settings()
             # close() waits for connections in use; a stalled server must not hold shutdown.
-            with anyio.move_on_after(settings.db_acquire_timeout + settings.db_statement_timeout):
+            with anyio.move_on_after(_round_trip_bound()):
                 await pool.close()
             pool.terminate()  # no-op after a clean close
         await _stop_embedded()
@@ -198,11 +199,19 @@ def advisory_key(*parts: object) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+def _round_trip_bound() -> float:
+    """The longest one pooled round trip may take: waiting for a connection, then the
+    statement."""
+    return _limits.acquire_timeout + _limits.statement_timeout
+
+
 async def ping() -> float:
-    """Round-trip a trivial query on the pool; returns latency in milliseconds."""
+    """Round-trip a trivial query on the pool; returns latency in milliseconds. Bounded as a
+    whole too (a second past the pool's own bounds): a TimeoutError then."""
     start = anyio.current_time()
-    async with _pooled() as conn:
-        await conn.fetchval("SELECT 1")
+    with anyio.fail_after(_round_trip_bound() + 1):
+        async with _pooled() as conn:
+            await conn.fetchval("SELECT 1")
     return (anyio.current_time() - start) * 1000
 
 

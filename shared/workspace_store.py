@@ -196,8 +196,10 @@ async def version_of(session_id: UUID, path: str) -> int | None:
 
 
 def check_file_size(size: int, settings: Settings) -> None:
-    if size > settings.max_file_bytes:
-        raise TooLarge(f"content: {size} bytes is over the {settings.max_file_bytes}-byte limit")
+    if size > settings.workspace.max_file_bytes:
+        raise TooLarge(
+            f"content: {size} bytes is over the {settings.workspace.max_file_bytes}-byte limit"
+        )
 
 
 async def write_file(
@@ -230,7 +232,7 @@ async def write_file(
                 len(content),
                 sha256(content),
                 utc_now(),
-                settings.max_workspace_bytes,
+                settings.workspace.max_bytes,
             )
             if row is not None:
                 return meta(row), False
@@ -375,7 +377,7 @@ async def _check_quota(
 def _check_quota_of(
     row: Mapping[str, int], added_entries: int, added_bytes: int, settings: Settings
 ) -> None:
-    if added_entries > 0 and row["entries"] + added_entries > settings.max_workspace_entries:
-        raise TooLarge(f"workspace: at most {settings.max_workspace_entries} files and directories")
-    if added_bytes > 0 and row["bytes"] + added_bytes > settings.max_workspace_bytes:
-        raise TooLarge(f"workspace: at most {settings.max_workspace_bytes} bytes in all")
+    if added_entries > 0 and row["entries"] + added_entries > settings.workspace.max_entries:
+        raise TooLarge(f"workspace: at most {settings.workspace.max_entries} files and directories")
+    if added_bytes > 0 and row["bytes"] + added_bytes > settings.workspace.max_bytes:
+        raise TooLarge(f"workspace: at most {settings.workspace.max_bytes} bytes in all")

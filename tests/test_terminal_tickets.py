@@ -16,7 +16,7 @@ import pytest
 
 from shared import db, tickets
 from shared.auth import hash_token, valid_token_hashes
-from shared.config import Settings
+from shared.config import DatabaseSettings, Settings
 from tests.helpers import Platform, User, new_user, new_workspace
 
 pytestmark = pytest.mark.anyio
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 async def database(platform: Platform, database_url: str) -> AsyncIterator[None]:
     """This process's pool on the test database (which the platform has migrated)."""
-    await db.start(Settings(database_url=database_url, db_migrate_on_start=False))
+    await db.start(Settings(database=DatabaseSettings(url=database_url, migrate_on_start=False)))
     try:
         yield
     finally:

@@ -18,7 +18,7 @@ from functions.sessions.schemas import (
 from shared import db, workspace_service, workspace_store
 from shared.access import SessionAccess, owned_session, readable_session
 from shared.auth import AuthUser
-from shared.config import Settings, get_settings
+from shared.config import Settings
 from shared.content import encode_content
 from shared.envelope import utc_now
 from shared.errors import OverQuota
@@ -48,9 +48,8 @@ RETURNING {_COLUMNS}
 """
 
 
-async def create(user: AuthUser, data: SessionCreate, settings: Settings | None = None) -> Session:
+async def create(user: AuthUser, data: SessionCreate, settings: Settings) -> Session:
     """A new workspace, unless the caller already owns ``MAX_SESSIONS_PER_USER`` (429)."""
-    settings = settings or get_settings()
     async with db.transaction(), db.connection() as conn:
         # One creator per user at a time, so parallel creates cannot overshoot the quota.
         await conn.execute(
@@ -63,10 +62,10 @@ async def create(user: AuthUser, data: SessionCreate, settings: Settings | None 
             data.name or "Untitled workspace",
             data.language,
             utc_now(),
-            settings.max_sessions_per_user,
+            settings.quotas.sessions_per_user,
         )
     if row is None:
-        limit = settings.max_sessions_per_user
+        limit = settings.quotas.sessions_per_user
         raise OverQuota(f"you own {limit} workspaces, the most allowed; delete one first")
     return _session(row)
 

@@ -14,7 +14,7 @@ from functions.users.schemas import LoggedIn, Registered, ReviewerStatusUpdate, 
 from shared import db
 from shared.access import release_reviews
 from shared.auth import AuthUser, hash_password, new_token, verify_password
-from shared.config import Settings
+from shared.config import AuthSettings
 from shared.envelope import utc_now
 from shared.errors import Conflict, Unauthorized, Unavailable
 from shared.rate_limit import RateLimiter
@@ -30,7 +30,7 @@ def profile(row: object) -> UserProfile:
     return UserProfile(**{key: row[key] for key in UserProfile.__struct_fields__})  # type: ignore[index]
 
 
-async def register(data: UserRegister, address: str, settings: Settings) -> Registered:
+async def register(data: UserRegister, address: str, settings: AuthSettings) -> Registered:
     # Cheap checks first: the per-address limit, then whether the name or email is taken;
     # only then the expensive hash (a flood of taken names never reaches the hash pool).
     limiter = RateLimiter(settings.register_window_seconds, _TOO_MANY_REGISTRATIONS)
@@ -46,7 +46,7 @@ async def register(data: UserRegister, address: str, settings: Settings) -> Regi
         raise Conflict("username: already registered")
     if taken["email"]:
         raise Conflict("email: already registered")
-    password_hash = await hash_password(data.password)
+    password_hash = await hash_password(data.password, settings)
     now = utc_now()
     try:
         async with db.connection() as conn:
@@ -68,7 +68,7 @@ async def register(data: UserRegister, address: str, settings: Settings) -> Regi
     return Registered(user_id=user.id, user=user)
 
 
-async def login(username: str, password: str, address: str, settings: Settings) -> LoggedIn:
+async def login(username: str, password: str, address: str, settings: AuthSettings) -> LoggedIn:
     """Every attempt is admitted by the limiter BEFORE the password is checked, so parallel
     guesses cannot outrun the count; a success takes its attempt back and clears the
     account's failures."""
@@ -89,7 +89,7 @@ async def login(username: str, password: str, address: str, settings: Settings) 
         }
     )
     try:
-        verified = await verify_password(row["password_hash"] if row else None, password)
+        verified = await verify_password(row["password_hash"] if row else None, password, settings)
     except Unavailable:
         await limiter.release(attempt)  # never evaluated: it must not count
         raise

@@ -87,11 +87,12 @@ class WorkspaceController(Controller):
         workspace_id: UUID,
         file_path: str,
         runtime: ExecutionRuntime | None,
+        settings: Settings,
     ) -> Response[Envelope[FileContent]]:
         """A file's content: UTF-8 text as is, other bytes base64 (``encoding: "base64"``).
         ETag carries its version. A directory's path -> 400 (list the workspace instead)."""
         path = url_path(request, file_path, "file_path")
-        token = token_from_connection(request)
+        token = token_from_connection(request, settings.http)
         content = await service.read_file(runtime, workspace_id, token, path)
         return Response(
             ok(content, "File content"), headers={"ETag": workspace_service.etag(content.version)}
@@ -117,7 +118,7 @@ class WorkspaceController(Controller):
         """Create or replace a file (200 either way; the message says which). With If-Match,
         only while the file is still at that version (412 otherwise)."""
         path = url_path(request, file_path, "file_path")
-        token = token_from_connection(request)
+        token = token_from_connection(request, settings.http)
         meta, created = await service.write_file(
             runtime, settings, workspace_id, token, path, data, if_match
         )

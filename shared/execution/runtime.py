@@ -173,7 +173,7 @@ class ExecutionRuntime:
             endpoint = await backend.find(session_id)
             if endpoint is not None:
                 return endpoint
-            limit = self.config.max_environments_per_user
+            limit = self.settings.quotas.environments_per_user
             running = [e for e in await backend.running() if e.owner_id == owner_id]
             if len(running) >= limit:
                 raise QuotaReached(
@@ -325,7 +325,7 @@ class ExecutionRuntime:
         registered its relay already, so it counts itself)."""
         endpoint = await self.ensure_environment(session_id, owner_id)
         client = self.client(endpoint)
-        limit = self.config.max_terminals_per_session
+        limit = self.settings.quotas.terminals_per_session
         local = len(self.relays.get(session_id, ())) - 1
         viewers = local
         if local < limit:

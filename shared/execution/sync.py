@@ -84,8 +84,8 @@ class SyncEngine:
 
     async def sync(self, session_id: UUID, client: AgentClient) -> SyncOutcome:
         settings = self.settings
-        scan = await client.scan(self.ignore, settings.max_file_bytes,
-                                 settings.max_workspace_entries)  # fmt: skip
+        scan = await client.scan(self.ignore, settings.workspace.max_file_bytes,
+                                 settings.workspace.max_entries)  # fmt: skip
         async with workspace_store.exclusive(session_id):
             return await self._sync_locked(session_id, client, scan)
 
@@ -109,7 +109,7 @@ class SyncEngine:
 
         # What the environment changed: read it now (bounded), outside any transaction.
         wanted = [p for p, e in plan.to_db.items() if e is not None and e[0] == "file"]
-        read = await client.read_files(wanted, settings.max_file_bytes) if wanted else {}
+        read = await client.read_files(wanted, settings.workspace.max_file_bytes) if wanted else {}
         to_db = dict(plan.to_db)
         files: dict[str, bytes] = {}
         for path in wanted:
@@ -185,8 +185,8 @@ class SyncEngine:
         over: list[str] = []
         for path, content in sorted(files.items(), key=lambda item: len(item[1])):
             new = path not in stored
-            if total + len(content) > settings.max_workspace_bytes or (
-                new and entries > settings.max_workspace_entries
+            if total + len(content) > settings.workspace.max_bytes or (
+                new and entries > settings.workspace.max_entries
             ):
                 over.append(path)
                 entries -= 1 if new else 0
