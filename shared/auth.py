@@ -18,18 +18,17 @@ import functools
 import hashlib
 import secrets
 from collections.abc import Awaitable, Callable, Collection
-from datetime import datetime
 from typing import TypeVar
 
 import anyio
-import msgspec
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from litestar.connection import ASGIConnection
 
-from shared import db
+from shared import account_store
 from shared.config import AuthSettings, HttpSettings, Settings
 from shared.errors import Forbidden, Unauthorized, Unavailable
+from shared.schemas import UserProfile
 from shared.web_security import cookie_request_refusal
 
 T = TypeVar("T")
@@ -39,14 +38,9 @@ _hasher = PasswordHasher()  # argon2id with the library's RFC 9106 defaults
 _DUMMY_HASH = _hasher.hash("not a real password, only for timing")
 
 
-class AuthUser(msgspec.Struct, frozen=True):
-    id: int
-    username: str
-    email: str
-    is_reviewer: bool
-    reviewer_level: int | None
-    created_at: datetime
-    updated_at: datetime
+class AuthUser(UserProfile, frozen=True):
+    """The caller of a request: their profile, and the hash of the login token they used."""
+
     token_hash: str
 
 
@@ -129,12 +123,6 @@ def token_from_connection(connection: ASGIConnection, http: HttpSettings) -> str
 
 UNAUTHORIZED_MESSAGE = "A valid login token is required (cookie or Authorization: Bearer)"
 
-_USER_BY_TOKEN = """
-SELECT u.id, u.username, u.email, u.is_reviewer, u.reviewer_level, u.created_at, u.updated_at
-FROM login_tokens t JOIN users u ON u.id = t.user_id
-WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > now()
-"""
-
 
 def presented_token_hash(token: str | None) -> str | None:
     """The hash to look a presented token up by; None when it cannot be one of ours."""
@@ -152,25 +140,18 @@ async def user_for_token(token: str | None) -> AuthUser | None:
 
 async def user_for_token_hash(token_hash: str) -> AuthUser | None:
     """The user of a live login, by the hash of its token."""
-    async with db.connection() as conn:
-        row = await conn.fetchrow(_USER_BY_TOKEN, token_hash)
+    row = await account_store.user_by_token_hash(token_hash)
     if row is None:
         return None
     return AuthUser(**dict(row), token_hash=token_hash)
 
 
 async def valid_token_hashes(token_hashes: Collection[str]) -> set[str]:
-    """Those of ``token_hashes`` whose login is still valid (not revoked, not expired), in one
-    query: a terminal relay calls it every few seconds to close the terminals of a logout."""
+    """Those of ``token_hashes`` whose login is still live, in one query: a terminal relay
+    calls it every few seconds to close the terminals of a logout."""
     if not token_hashes:
         return set()
-    async with db.connection() as conn:
-        rows = await conn.fetch(
-            "SELECT token_hash FROM login_tokens WHERE token_hash = ANY($1::text[]) "
-            "AND revoked_at IS NULL AND expires_at > now()",
-            list(token_hashes),
-        )
-    return {row["token_hash"] for row in rows}
+    return await account_store.live_token_hashes(token_hashes)
 
 
 def authenticator(settings: Settings) -> Callable[[ASGIConnection], Awaitable[AuthUser]]:

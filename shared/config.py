@@ -19,6 +19,7 @@ import os
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
+from typing import TypeVar
 
 import attrs
 
@@ -34,6 +35,7 @@ DEFAULT_CORS_ORIGINS = (
 )
 DEFAULT_SYNC_IGNORE = (".venv/", "__pycache__/", "node_modules/", ".git/")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+N = TypeVar("N", int, float)
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
@@ -66,14 +68,19 @@ class _Env:
         raw = self.raw(name)
         return Path(raw) if raw else default
 
-    def int(self, name: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
+    def _parse(self, name: str, kind: type[N], what: str) -> N | None:
         raw = self.raw(name)
         if raw is None:
-            return default
+            return None
         try:
-            value = builtins.int(raw)
+            return kind(raw)
         except ValueError:
-            raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+            raise ValueError(f"{name} must be {what}, got {raw!r}") from None
+
+    def int(self, name: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
+        value = self._parse(name, builtins.int, "an integer")
+        if value is None:
+            return default
         if maximum is not None and not minimum <= value <= maximum:
             raise ValueError(f"{name} must be between {minimum} and {maximum}, got {value}")
         if value < minimum:
@@ -91,18 +98,14 @@ class _Env:
     ) -> float:
         """A number above ``minimum`` (or equal to it, with ``inclusive``), at most
         ``maximum``."""
-        raw = self.raw(name)
-        if raw is None:
+        value = self._parse(name, builtins.float, "a number")
+        if value is None:
             return default
-        try:
-            value = builtins.float(raw)
-        except ValueError:
-            raise ValueError(f"{name} must be a number, got {raw!r}") from None
         low_ok = value >= minimum if inclusive else value > minimum
         if not low_ok or (maximum is not None and value > maximum):
             low = f"at least {minimum:g}" if inclusive else f"greater than {minimum:g}"
             high = f" and at most {maximum:g}" if maximum is not None else ""
-            raise ValueError(f"{name} must be {low}{high}, got {raw!r}")
+            raise ValueError(f"{name} must be {low}{high}, got {value:g}")
         return value
 
     def bool(self, name: str, default: bool) -> bool:

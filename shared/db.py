@@ -27,15 +27,35 @@ from typing import Any
 import anyio
 import asyncpg
 from asyncpg.pool import Pool
-from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.postgres import PostgresEngine, PostgresTransaction
 
 from shared.config import DatabaseSettings, Settings, get_settings
 from shared.errors import DatabaseUnavailable
 
 log = logging.getLogger("shared.db")
 
+
+class _Engine(PostgresEngine):
+    """Piccolo's engine, running its queries where the platform runs its own: in the current
+    ``transaction()``, else on the ``pinned()`` connection, else on one from the bounded pool
+    (a broken connection dropped, a pool that cannot serve in time a 503)."""
+
+    async def _run_in_pool(self, query: str, args: Any = None) -> Any:
+        async with connection() as conn:
+            return await conn.fetch(query, *(args or ()))
+
+
+class _Transaction(PostgresTransaction):
+    """What Piccolo sees of a ``transaction()``: its queries inside run on its connection,
+    and a Piccolo ``DB.transaction()`` inside joins it."""
+
+    def __init__(self, conn: Any) -> None:
+        super().__init__(DB)
+        self.connection = conn
+
+
 # Piccolo finds this engine through piccolo_conf.DB; configure() fills in where it points.
-DB = PostgresEngine(config={}, extensions=())
+DB = _Engine(config={}, extensions=())
 
 _pool_users = 0
 _pool_lock = anyio.Lock()
@@ -193,6 +213,15 @@ class _LogWriter:
         pass
 
 
+async def lock(*keys: int) -> None:
+    """Take these advisory locks for the current transaction, in one round trip and in
+    sorted order (unnest keeps the array's), so callers sharing keys never wait in a cycle."""
+    async with connection() as conn:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k", sorted(keys)
+        )
+
+
 def advisory_key(*parts: object) -> int:
     """A signed 64-bit advisory lock key derived from the given parts."""
     digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
@@ -257,21 +286,21 @@ async def _pooled() -> AsyncIterator[Any]:
             log.warning("a database connection could not be reset and was dropped: %r", exc)
 
 
-_transaction_connection: ContextVar[Any] = ContextVar("transaction_connection", default=None)
 _pinned_connection: ContextVar[Any] = ContextVar("pinned_connection", default=None)
 
 
 @contextlib.asynccontextmanager
 async def transaction() -> AsyncIterator[Any]:
-    """One transaction: every ``connection()`` inside it (in this task) gets its connection.
+    """One transaction: every query inside it (in this task), Piccolo's and hand-built SQL
+    through ``connection()`` alike, runs on its connection.
 
     A transaction opened inside another joins it, so a service can call helpers that open
     their own. Inside ``pinned()`` it runs on the pinned connection. Plain asyncpg
     underneath: BEGIN and COMMIT are the only cost.
     """
-    outer = _transaction_connection.get()
+    outer = DB.current_transaction.get()
     if outer is not None:
-        yield outer
+        yield outer.connection
         return
     pinned_conn = _pinned_connection.get()
     async with contextlib.AsyncExitStack() as stack:
@@ -280,7 +309,7 @@ async def transaction() -> AsyncIterator[Any]:
         )
         tx = conn.transaction()
         await tx.start()
-        token = _transaction_connection.set(conn)
+        token = DB.current_transaction.set(_Transaction(conn))
         try:
             yield conn
         except BaseException as exc:
@@ -292,14 +321,14 @@ async def transaction() -> AsyncIterator[Any]:
         else:
             await tx.commit()
         finally:
-            _transaction_connection.reset(token)
+            DB.current_transaction.reset(token)
 
 
 @contextlib.asynccontextmanager
 async def pinned() -> AsyncIterator[Any]:
     """One pooled connection for everything inside (in this task), across several
     transactions: what holds a session-level advisory lock."""
-    current = _pinned_connection.get() or _transaction_connection.get()
+    current = _pinned_connection.get() or _current_transaction_connection()
     if current is not None:
         yield current
         return
@@ -311,20 +340,19 @@ async def pinned() -> AsyncIterator[Any]:
             _pinned_connection.reset(token)
 
 
+def _current_transaction_connection() -> Any:
+    current = DB.current_transaction.get()
+    return current.connection if current is not None else None
+
+
 @contextlib.asynccontextmanager
 async def connection() -> AsyncIterator[Any]:
-    """The connection of the current transaction, or one from the pool.
-
-    Queries are hand-written SQL through this; asyncpg caches each prepared statement per
-    connection, so a query costs one round trip.
-    """
-    current = _transaction_connection.get() or _pinned_connection.get()
+    """The connection of the current transaction, else the pinned one, else one from the
+    pool: where hand-built SQL runs (asyncpg caches each prepared statement per connection,
+    so a query costs one round trip)."""
+    current = _current_transaction_connection() or _pinned_connection.get()
     if current is not None:
         yield current
-        return
-    piccolo_transaction = DB.current_transaction.get()
-    if piccolo_transaction is not None:
-        yield piccolo_transaction.connection
         return
     async with _pooled() as conn:
         yield conn

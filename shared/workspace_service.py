@@ -115,7 +115,7 @@ async def write_file(
                 found = "no file" if current is None else f"version {current}"
                 raise PreconditionFailed(f"If-Match: {if_match[:64]!r} does not match ({found})")
         meta, created = await workspace_store.write_file(
-            session_id, path, content, settings, create_only=create_only, locked=True
+            session_id, path, content, settings.workspace, create_only=create_only, locked=True
         )
         return meta
 
@@ -137,7 +137,7 @@ async def make_directory(
 
     async def db_write() -> FileMeta:
         await owned_session(session_id, user, lock=True)
-        meta, created = await workspace_store.make_directory(session_id, path, settings)
+        meta, created = await workspace_store.make_directory(session_id, path, settings.workspace)
         if not created:
             raise Conflict(f"path: '{path}' already exists")
         return meta

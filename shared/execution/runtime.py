@@ -25,7 +25,7 @@ import anyio
 import attrs
 from anyio.abc import TaskGroup
 
-from shared import db, environment_store
+from shared import environment_store, session_store
 from shared.auth import valid_token_hashes
 from shared.config import Settings
 from shared.execution.agent_client import AgentClient, AgentEndpoint, AgentTerminal, client_for
@@ -276,12 +276,7 @@ class ExecutionRuntime:
         running = list(await self._backend().running())
         if not running:
             return
-        ids = [e.session_id for e in running]
-        async with db.connection() as conn:
-            rows = await conn.fetch(
-                "SELECT id, terminal_seen_at FROM sessions WHERE id = ANY($1::uuid[])", ids
-            )
-        seen = {row["id"]: row["terminal_seen_at"] for row in rows}
+        seen = await session_store.terminals_seen([e.session_id for e in running])
         now = datetime.now(UTC)
         for environment in running:
             session_id = environment.session_id
@@ -306,12 +301,7 @@ class ExecutionRuntime:
             attached = [s for s, relays in self.relays.items() if relays]
             if attached:
                 try:
-                    async with db.connection() as conn:
-                        await conn.execute(
-                            "UPDATE sessions SET terminal_seen_at = now() "
-                            "WHERE id = ANY($1::uuid[])",
-                            attached,
-                        )
+                    await session_store.mark_terminals_seen(attached)
                 except Exception as exc:
                     log.info("could not record attached terminals: %r", exc)
             await anyio.sleep(every)

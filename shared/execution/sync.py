@@ -16,14 +16,13 @@ A sync that could not finish (the agent unreachable, its disk full, the database
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Mapping
 from uuid import UUID
 
 import attrs
 
-from shared import db, environment_store, workspace_store
+from shared import db, environment_store, session_store, workspace_store
 from shared.agent.paths import parents_of
 from shared.config import Settings
 from shared.envelope import utc_now
@@ -245,27 +244,10 @@ async def _record(
     conflicts: list[tuple[str, str]] | None = None,
 ) -> None:
     """The workspace status's view of the last sync."""
-    async with db.connection() as conn:
-        await conn.execute(
-            "UPDATE sessions SET sync_skipped = $2::jsonb, last_synced_at = $3, "
-            "sync_error = $4, sync_failed_at = CASE WHEN $4::text IS NULL THEN NULL "
-            "ELSE $3::timestamptz END, sync_conflicts = CASE WHEN $5::jsonb = '[]'::jsonb "
-            "THEN sync_conflicts ELSE (sync_conflicts || $5::jsonb) END WHERE id = $1",
-            session_id,
-            json.dumps([{"path": p, "reason": r} for p, r in skipped]),
-            utc_now(),
-            error,
-            json.dumps([{"path": p, "kept_as": k} for p, k in conflicts or []]),
-        )
+    await session_store.record_sync(session_id, utc_now(), skipped, conflicts or [], error)
 
 
 async def record_failure(session_id: UUID, message: str) -> None:
     """Make a failed sync visible in the workspace status (best effort: the database may be
     what failed)."""
-    async with db.connection() as conn:
-        await conn.execute(
-            "UPDATE sessions SET sync_error = $2, sync_failed_at = $3 WHERE id = $1",
-            session_id,
-            message[:500],
-            utc_now(),
-        )
+    await session_store.record_sync_failure(session_id, message, utc_now())
