@@ -11,9 +11,11 @@
 The rows live in the table ``bench_rows`` of ``BENCH_DATABASE_URL`` (the database the
 platform of the same run uses), on an asyncpg pool of ``DB_POOL_MIN``..``DB_POOL_MAX``
 connections, the platform's pool size. Without ``BENCH_DATABASE_URL`` only the health route
-runs. Served exactly like the gateway: uvicorn, one worker, uvloop, httptools, no access log::
+runs. Served exactly like the gateway: uvicorn, one worker, uvloop, httptools, no access log, no
+proxy headers::
 
-    python -m uvicorn bench.baseline_app:app --loop uvloop --http httptools --no-access-log
+    python -m uvicorn bench.baseline_app:app --loop uvloop --http httptools --no-access-log \\
+        --no-proxy-headers
 """
 
 from __future__ import annotations
@@ -107,6 +109,10 @@ async def write_row(row_id: int, data: RowWrite) -> dict[str, object]:
     }
 
 
+async def _no_reset(_: object) -> None:
+    """Nothing to undo: ONE statement per request, and no other."""
+
+
 @asynccontextmanager
 async def lifespan(_: Litestar) -> AsyncIterator[None]:
     url = os.environ.get("BENCH_DATABASE_URL")
@@ -118,6 +124,7 @@ async def lifespan(_: Litestar) -> AsyncIterator[None]:
         min_size=int(os.environ.get("DB_POOL_MIN", "2")),
         max_size=int(os.environ.get("DB_POOL_MAX", "16")),
         server_settings={"jit": "off"},
+        reset=_no_reset,  # asyncpg resets a connection with a statement of its own: not here
     )
     async with pool.acquire() as conn:
         await conn.execute(

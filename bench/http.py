@@ -176,6 +176,7 @@ def start_baseline(workdir: Path, database_url: str) -> tuple[subprocess.Popen[b
                 "--http",
                 "httptools",
                 "--no-access-log",
+                "--no-proxy-headers",  # the gateway reads X-Forwarded-For itself, not uvicorn
                 "--log-level",
                 "warning",
                 "--lifespan",

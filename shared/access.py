@@ -56,13 +56,12 @@ _ACCESS_LOCKED = _ACCESS.replace(
 async def session_access(
     session_id: UUID, user: AuthUser, *, lock: bool = False
 ) -> SessionAccess | None:
-    async with db.connection() as conn:
-        if lock:
-            row = await conn.fetchrow(
-                _ACCESS_LOCKED, session_id, user.id, user.is_reviewer, lock_key(session_id)
-            )
-        else:
-            row = await conn.fetchrow(_ACCESS, session_id, user.id, user.is_reviewer)
+    if lock:
+        row = await db.fetchrow(
+            _ACCESS_LOCKED, session_id, user.id, user.is_reviewer, lock_key(session_id)
+        )
+    else:
+        row = await db.fetchrow(_ACCESS, session_id, user.id, user.is_reviewer)
     if row is None:
         return None
     return SessionAccess(**{name: row[name] for name in SessionAccess.__struct_fields__})
@@ -90,26 +89,34 @@ async def owned_session(session_id: UUID, user: AuthUser, *, lock: bool = False)
     return access
 
 
-# The caller (by token hash), their access to the workspace and its advisory lock, in one
-# round trip. No row: the token is not valid. The lock is taken only for a valid token.
-_OWNER_BY_TOKEN_LOCKED = f"""
-SELECT pg_advisory_xact_lock($3) IS NULL AS locked,
-       {_s.id} IS NOT NULL AS exists,
+def access_by_token(token_hash: str, session_id: str) -> str:
+    """SQL: the access of the holder of a login token (by its hash) to a workspace (both SQL
+    expressions): one row ``(found, is_owner, can_review)`` when the token is live, none
+    otherwise; ``found`` is whether the workspace exists."""
+    return f"""
+SELECT {_s.id} IS NOT NULL AS found,
        coalesce({_s.user_id} = {_t.user_id}, false) AS is_owner,
-       coalesce({reviewer_reads(_s.id, _t.user_id, _u.is_reviewer)}, false) AS can_review
+       coalesce({reviewer_reads(_s.id, _t.user_id, _u.is_reviewer)},
+                false) AS can_review
 FROM {_t}
 JOIN {_u} ON {_u.id} = {_t.user_id}
-LEFT JOIN {_s} ON {_s.id} = $2
-WHERE {_t.token_hash} = $1 AND {live_token(_t)}
+LEFT JOIN {_s} ON {_s.id} = {session_id}
+WHERE {_t.token_hash} = {token_hash} AND {live_token(_t)}
 """
 
 
+# The same with the workspace's advisory lock, in one round trip (taken for a live token only).
+_OWNER_BY_TOKEN_LOCKED = access_by_token("$1", "$2").replace(
+    "SELECT ", "SELECT pg_advisory_xact_lock($3) IS NULL AS locked, ", 1
+)
+
+
 def check_owner(row: object) -> None:
-    """401 / 404 / 403 from a row of a by-token access query (None: the token is not live),
-    with the same rules as ``owned_session``."""
+    """401 / 404 / 403 from a row of ``access_by_token`` (None: the token is not live), with
+    the same rules as ``owned_session``."""
     if row is None:
         raise Unauthorized(UNAUTHORIZED_MESSAGE)
-    if not row["exists"] or not (row["is_owner"] or row["can_review"]):  # type: ignore[index]
+    if not row["found"] or not (row["is_owner"] or row["can_review"]):  # type: ignore[index]
         raise NotFound(NOT_FOUND_MESSAGE)
     if not row["is_owner"]:  # type: ignore[index]
         raise Forbidden(READ_ONLY_MESSAGE)
@@ -124,8 +131,5 @@ async def lock_owned_session(session_id: UUID, token: str | None) -> None:
     token_hash = presented_token_hash(token)
     if token_hash is None:
         raise Unauthorized(UNAUTHORIZED_MESSAGE)
-    async with db.connection() as conn:
-        row = await conn.fetchrow(
-            _OWNER_BY_TOKEN_LOCKED, token_hash, session_id, lock_key(session_id)
-        )
+    row = await db.fetchrow(_OWNER_BY_TOKEN_LOCKED, token_hash, session_id, lock_key(session_id))
     check_owner(row)

@@ -48,8 +48,7 @@ WHERE {_t.token_hash} = $1 AND {live_token(_t)}
 
 async def user_by_token_hash(token_hash: str) -> Any:
     """The profile of the user whose live login has this token hash, else None."""
-    async with db.connection() as conn:
-        return await conn.fetchrow(_USER_BY_TOKEN, token_hash)
+    return await db.fetchrow(_USER_BY_TOKEN, token_hash)
 
 
 async def live_token_hashes(token_hashes: Collection[str]) -> set[str]:

@@ -18,6 +18,8 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
+from litestar.connection import ASGIConnection
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
@@ -26,7 +28,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from shared import db
 from shared.allow import allow_headers, allow_middleware
 from shared.auth import authenticator
-from shared.config import get_settings
+from shared.config import Settings, get_settings
 from shared.docs import API_TITLE, API_VERSION, app_openapi, docs_handlers
 from shared.errors import EXCEPTION_HANDLERS, error_responses
 from shared.execution.runtime import process_runtime, running_runtime
@@ -73,6 +75,13 @@ def _tune_gc() -> None:
     (requests allocate many short-lived ones); this cuts tail latency under load."""
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
+
+
+def app_settings(connection: ASGIConnection) -> Settings:
+    """The settings of the app serving ``connection``: what the ``settings`` dependency
+    gives, for the hottest routes, where one dependency fewer is measurable (Litestar
+    resolves two or more dependencies in a task group: ~8% of a file GET's time)."""
+    return connection.app.state.settings  # type: ignore[no-any-return]
 
 
 def create_app(
@@ -123,6 +132,7 @@ def create_app(
             "runtime": Provide(running_runtime, sync_to_thread=False),
         },
         before_request=check_json_body,
+        state=State({"settings": settings}),
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=CORSConfig(
             allow_origins=list(settings.http.cors_origins),

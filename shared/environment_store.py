@@ -33,8 +33,7 @@ async def baseline(session_id: UUID) -> dict[str, Entry]:
 async def reset_to_database(session_id: UUID) -> None:
     """The environment was just materialized from the database copy: it holds exactly that."""
     await clear(session_id)
-    async with db.connection() as conn:
-        await conn.execute(_COPY_DATABASE, session_id)
+    await db.execute(_COPY_DATABASE, session_id)
 
 
 async def update(session_id: UUID, changes: Mapping[str, Entry | None]) -> None:

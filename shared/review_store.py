@@ -68,8 +68,9 @@ def reviewer_reads(session: str, user: str, is_reviewer: str) -> str:
     """SQL: the user (an id expression) may read the session (an id expression) as the
     reviewer assigned to one of its open reviews; ``is_reviewer`` is their current flag."""
     return (
-        f"({is_reviewer} AND EXISTS (SELECT 1 FROM {_r} WHERE {_r.session_id} = {session} "
-        f"AND {_r.assigned_to} = {user} AND {_r.status} IN {_sql_list(OPEN_STATUSES)}))"
+        f"({is_reviewer} AND EXISTS (SELECT 1 FROM {_r}\n"
+        f"    WHERE {_r.session_id} = {session} AND {_r.assigned_to} = {user}\n"
+        f"    AND {_r.status} IN {_sql_list(OPEN_STATUSES)}))"
     )
 
 

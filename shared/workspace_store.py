@@ -7,8 +7,8 @@ interleave, and a failed request leaves nothing half-written. Parents are create
 a file never sits where a directory is (or the other way round); quotas are checked before
 anything is written.
 
-The editor's two requests, reading a file and saving one that exists, are one statement
-each (token, access and the row at once); everything else goes through Piccolo's builder.
+The editor's file read is one statement (token, access and the row at once; its save is
+``file_save``); everything else goes through Piccolo's builder.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from shared.config import WorkspaceSettings
 from shared.envelope import utc_now
 from shared.errors import Conflict, NotFound, TooLarge
 from shared.paths import name_of, parents_of
-from shared.query import Alias, in_subtree, names
+from shared.query import Alias, in_subtree
 from shared.review_store import reviewer_reads
 from shared.tables import LoginToken, User, WorkspaceFile
 from shared.tables import Session as Sessions
@@ -187,9 +187,8 @@ async def _usage(session_id: UUID) -> tuple[int, int]:
     return row["count"], row["sum"] or 0  # type: ignore[index]
 
 
-_f, _w, _s, _t, _u = (
+_f, _s, _t, _u = (
     Alias(WorkspaceFile, "f"),
-    Alias(WorkspaceFile, "w"),
     Alias(Sessions, "s"),
     Alias(LoginToken, "t"),
     Alias(User, "u"),
@@ -213,8 +212,7 @@ async def read_for_token(token_hash: str, session_id: UUID, path: str) -> Any:
     """The row at ``path`` with the caller's access (``is_owner``, ``can_review``), for the
     holder of a login token by its hash; None when the token is not live. ``type`` is None
     when nothing is at ``path``."""
-    async with db.connection() as conn:
-        return await conn.fetchrow(_READ_FILE, token_hash, session_id, path)
+    return await db.fetchrow(_READ_FILE, token_hash, session_id, path)
 
 
 # ---- writes ----------------------------------------------------------------------------------
@@ -235,27 +233,6 @@ def _check_quota(
         raise TooLarge(f"workspace: at most {limits.max_bytes} bytes in all")
 
 
-# The editor's save: replace a file that exists if the workspace stays within its byte quota,
-# and touch the workspace, in one statement; no row when the file does not exist (or is a
-# directory) or the quota says no (the full path below then decides).
-_REPLACE_FILE = f"""
-WITH replaced AS (
-    UPDATE {_f}
-    SET {names(WorkspaceFile.content)} = $3, {names(WorkspaceFile.size)} = $4,
-        {names(WorkspaceFile.sha256)} = $5, {names(WorkspaceFile.version)} = {_f.version} + 1,
-        {names(WorkspaceFile.updated_at)} = $6
-    WHERE {_f.session_id} = $1 AND {_f.path} = $2 AND {_f.type} = 'file'
-      AND ($4 <= {_f.size} OR (
-          SELECT coalesce(sum({_w.size}), 0) FROM {_w} WHERE {_w.session_id} = $1
-      ) - {_f.size} + $4 <= $7)
-    RETURNING {_f(*META)}
-), touched AS (
-    {session_store.touch_sql("$1", "$6")} AND EXISTS (SELECT 1 FROM replaced)
-)
-SELECT * FROM replaced
-"""
-
-
 async def write_file(
     session_id: UUID,
     path: str,
@@ -274,20 +251,6 @@ async def write_file(
     if not locked:
         await lock(session_id)
     now = utc_now()
-    if not create_only:
-        async with db.connection() as conn:
-            row = await conn.fetchrow(
-                _REPLACE_FILE,
-                session_id,
-                path,
-                content,
-                len(content),
-                sha256(content),
-                now,
-                limits.max_bytes,
-            )
-        if row is not None:
-            return meta(row), False
     parents = parents_of(path)
     existing = await _entries(session_id, [*parents, path])
     for parent in parents:
