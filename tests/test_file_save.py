@@ -144,3 +144,26 @@ async def test_saves_made_at_once_are_committed_together_and_answered_each_as_al
         versions = sorted(o for s, o in outcomes if s == session_id and isinstance(o, int))
         assert versions == list(range(2, 2 + len(versions)))  # one after the other, none lost
         assert await workspace_store.version_of(session_id, "a.txt") == 1 + len(versions)
+
+
+async def test_a_save_never_waits_for_a_lock_another_transaction_holds(database: None) -> None:
+    owner = await logged_in()
+    session_id = await workspace_with(owner, "a.txt", b"one")
+    holding, release = anyio.Event(), anyio.Event()
+
+    async def hold_the_lock() -> None:
+        async with db.transaction():
+            await workspace_store.lock(session_id)
+            holding.set()
+            await release.wait()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(hold_the_lock)
+        await holding.wait()
+        with anyio.fail_after(5):  # the full write path is the one that waits
+            assert (
+                await file_save.save(owner.token_hash, session_id, "a.txt", b"two", LIMITS) is None
+            )
+        release.set()
+    saved = await file_save.save(owner.token_hash, session_id, "a.txt", b"two", LIMITS)
+    assert saved is not None and saved.version == 2

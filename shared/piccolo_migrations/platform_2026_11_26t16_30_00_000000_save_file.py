@@ -20,7 +20,7 @@ DECLARE
     v_owner integer;
     v_locked boolean;
 BEGIN
-    SELECT t.user_id, u.is_reviewer, s.user_id, pg_advisory_xact_lock(p_lock) IS NULL
+    SELECT t.user_id, u.is_reviewer, s.user_id, pg_try_advisory_xact_lock(p_lock)
     INTO v_user, v_reviewer, v_owner, v_locked
     FROM login_tokens t JOIN users u ON u.id = t.user_id LEFT JOIN sessions s ON s.id = p_session
     WHERE t.token_hash = p_token_hash AND t.revoked_at IS NULL AND t.expires_at > now();
@@ -36,6 +36,10 @@ BEGIN
         ELSE
             outcome := 'not_found';
         END IF;
+        RETURN;
+    END IF;
+    IF NOT v_locked THEN
+        outcome := 'slow';
         RETURN;
     END IF;
     WITH saved AS (
