@@ -9,7 +9,7 @@ public API; then measures with ``wrk --latency``:
 
   baseline   GET /api/health/ of the bare app (static JSON of the same shape)
   health     GET /api/health/ through the gateway (a database round trip at most once a second)
-  db_get     GET /rows/1 of the bare app: ONE indexed SELECT of a 4 KiB row
+  db_get     GET /rows/32 of the bare app: ONE indexed SELECT of a 4 KiB row (no PUT writes it)
   file_get   GET /api/workspace/{id}/files/bench.txt, authenticated (4 KiB file)
   db_put     PUT /rows/{i} of the bare app: ONE committed upsert of a 4 KiB row, round 32 rows
   file_put   PUT /api/workspace/{id}/files/bench-put.txt, authenticated, 4 KiB JSON body,
@@ -207,6 +207,7 @@ class Prepared:
     file_ok: bool = False
     # One workspace per connection for the PUT scenario: each user saves into their own.
     put_workspaces: list[str] = field(default_factory=list)
+    put_one_workspace: str | None = None  # every connection saving one file, apart from GET's
     notes: list[str] = field(default_factory=list)
 
 
@@ -249,12 +250,24 @@ def prepare(base: str) -> Prepared:
             out.notes.append(f"GET {path}/bench.txt -> {got.status_code}: {got.text[:300]}")
             return out
         out.file_ok = True
-        for i in range(PUT_WORKSPACES):
+        # Saves never touch what the GET reads: a row saved thousands of times a second
+        # leaves dead versions that any read of it walks until they are pruned.
+        for i in range(PUT_WORKSPACES + 1):
             r = api.post("/api/postgres_sessions/", json={"name": f"bench-put-{i}"}, headers=auth)
             if r.status_code != 201:
                 out.notes.append(f"create PUT workspace -> {r.status_code}: {r.text[:300]}")
                 break
             out.put_workspaces.append(r.json()["data"]["id"])
+        if len(out.put_workspaces) == PUT_WORKSPACES + 1:
+            out.put_one_workspace = out.put_workspaces.pop()
+            r = api.post(
+                f"/api/workspace/{out.put_one_workspace}/files",
+                json={"path": "bench-put.txt", "content": content},
+                headers=auth,
+            )
+            if r.status_code != 201:
+                out.notes.append(f"prepare file_put_one -> {r.status_code}: {r.text[:300]}")
+                out.put_one_workspace = None
     return out
 
 
@@ -586,7 +599,8 @@ def main() -> int:
                 plan: list[tuple[str, str, str, dict[str, str], str | None, str | None]] = [
                     ("baseline", "GET", baseline_url + "/api/health/", {}, None, None),
                     ("health", "GET", gateway.base_url + "/api/health/", {}, None, None),
-                    ("db_get", "GET", baseline_url + "/rows/1", {}, None, None),
+                    # The row no PUT writes (rows 0..31 are db_put's), as file_get's workspace.
+                    ("db_get", "GET", f"{baseline_url}/rows/{PUT_WORKSPACES}", {}, None, None),
                     (
                         "file_get",
                         "GET",
@@ -609,10 +623,11 @@ def main() -> int:
                     (
                         "file_put_one",
                         "PUT",
-                        files + "/bench-put.txt",
+                        f"{gateway.base_url}/api/workspace/{prepared.put_one_workspace}"
+                        "/files/bench-put.txt",
                         {**auth, "Content-Type": "application/json"},
                         put_body,
-                        None if prepared.workspace_id else "no workspace could be prepared",
+                        None if prepared.put_one_workspace else "no workspace could be prepared",
                     ),
                     # Again at the end: if the machine's load changed during the run, the two
                     # baselines differ and the ratios are not to be trusted.
