@@ -9,20 +9,21 @@ Request lines are logged without their query strings, where terminal tokens trav
 from __future__ import annotations
 
 import logging
-import os
 
 import uvicorn
 
+from shared.config import get_settings
 from shared.logsafe import uvicorn_log_config
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("pgserver").setLevel(logging.WARNING)
+    http = get_settings().http
     uvicorn.run(
         "ingress.gateway:app",
-        host=os.environ.get("HOST", "127.0.0.1"),
-        port=int(os.environ.get("PORT", "8002")),
+        host=http.host,
+        port=http.port,
         loop="uvloop",
         http="httptools",
         ws="websockets",
@@ -34,7 +35,7 @@ def main() -> None:
         # The platform takes the client address from X-Forwarded-For itself, and only from
         # TRUSTED_PROXIES (shared/web_security.py); uvicorn must not rewrite it first.
         proxy_headers=False,
-        access_log=os.environ.get("ACCESS_LOG", "false").lower() in {"1", "true", "yes"},
+        access_log=http.access_log,
         log_config=uvicorn_log_config(),
         timeout_graceful_shutdown=10,
     )

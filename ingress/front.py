@@ -13,8 +13,6 @@ answers for the one dependency every function shares.
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -71,18 +69,20 @@ async def root(request: Request) -> Response[Envelope[RootInfo]]:
     return Response(ok(info, "Code Execution Platform API"), headers=vary)
 
 
+_http = get_settings().http  # read once, as the app is created
+
+
 def front_document(front: Litestar) -> dict[str, Any]:
     """The merged document: baked into the image (``OPENAPI_FILE``), or computed here."""
-    baked = os.environ.get("OPENAPI_FILE")
-    if not baked:
+    if _http.openapi_file is None:
         from ingress.openapi import merged_openapi
 
         return merged_openapi()
-    document = json.loads(Path(baked).read_text())
+    document = json.loads(_http.openapi_file.read_text())
     # The cookie's name is configuration; the image was built with the default.
     schemes = document.get("components", {}).get("securitySchemes", {})
     if "cookie" in schemes:
-        schemes["cookie"]["name"] = get_settings().cookie_name
+        schemes["cookie"]["name"] = _http.cookie_name
     return document
 
 

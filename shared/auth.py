@@ -17,19 +17,18 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
-from collections.abc import Callable, Collection
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Collection
 from typing import TypeVar
 
 import anyio
-import msgspec
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from litestar.connection import ASGIConnection
 
-from shared import db
-from shared.config import get_settings
+from shared import account_store
+from shared.config import AuthSettings, HttpSettings, Settings
 from shared.errors import Forbidden, Unauthorized, Unavailable
+from shared.schemas import UserProfile
 from shared.web_security import cookie_request_refusal
 
 T = TypeVar("T")
@@ -39,14 +38,9 @@ _hasher = PasswordHasher()  # argon2id with the library's RFC 9106 defaults
 _DUMMY_HASH = _hasher.hash("not a real password, only for timing")
 
 
-class AuthUser(msgspec.Struct, frozen=True):
-    id: int
-    username: str
-    email: str
-    is_reviewer: bool
-    reviewer_level: int | None
-    created_at: datetime
-    updated_at: datetime
+class AuthUser(UserProfile, frozen=True):
+    """The caller of a request: their profile, and the hash of the login token they used."""
+
     token_hash: str
 
 
@@ -72,24 +66,23 @@ class HashPool:
 
 
 @functools.cache
-def hash_pool() -> HashPool:
-    """The process's pool (created on first use, inside the event loop)."""
-    settings = get_settings()
+def hash_pool(settings: AuthSettings) -> HashPool:
+    """The process's pool for these settings (created on first use, inside the event loop)."""
     return HashPool(settings.password_hash_concurrency, settings.password_hash_queue)
 
 
-async def hash_password(password: str) -> str:
-    return await hash_pool().run(lambda: _hasher.hash(password))
+async def hash_password(password: str, settings: AuthSettings) -> str:
+    return await hash_pool(settings).run(lambda: _hasher.hash(password))
 
 
-async def verify_password(password_hash: str | None, password: str) -> bool:
+async def verify_password(password_hash: str | None, password: str, settings: AuthSettings) -> bool:
     def check() -> bool:
         try:
             return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 
-    return await hash_pool().run(check)
+    return await hash_pool(settings).run(check)
 
 
 def hash_token(token: str) -> str:
@@ -111,7 +104,7 @@ def bearer_token(authorization: str | None) -> str | None:
     return None
 
 
-def token_from_connection(connection: ASGIConnection) -> str | None:
+def token_from_connection(connection: ASGIConnection, http: HttpSettings) -> str | None:
     """The bearer token when there is one, else the login cookie (never the URL).
 
     A state-changing request that the cookie would authenticate must come from an allowed
@@ -120,21 +113,15 @@ def token_from_connection(connection: ASGIConnection) -> str | None:
     bearer = bearer_token(connection.headers.get("authorization"))
     if bearer is not None:
         return bearer
-    cookie = connection.cookies.get(get_settings().cookie_name) or None
+    cookie = connection.cookies.get(http.cookie_name) or None
     if cookie is not None:
-        refusal = cookie_request_refusal(connection.scope)
+        refusal = cookie_request_refusal(connection.scope, http)
         if refusal is not None:
             raise Forbidden(refusal)
     return cookie
 
 
 UNAUTHORIZED_MESSAGE = "A valid login token is required (cookie or Authorization: Bearer)"
-
-_USER_BY_TOKEN = """
-SELECT u.id, u.username, u.email, u.is_reviewer, u.reviewer_level, u.created_at, u.updated_at
-FROM login_tokens t JOIN users u ON u.id = t.user_id
-WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > now()
-"""
 
 
 def presented_token_hash(token: str | None) -> str | None:
@@ -153,30 +140,27 @@ async def user_for_token(token: str | None) -> AuthUser | None:
 
 async def user_for_token_hash(token_hash: str) -> AuthUser | None:
     """The user of a live login, by the hash of its token."""
-    async with db.connection() as conn:
-        row = await conn.fetchrow(_USER_BY_TOKEN, token_hash)
+    row = await account_store.user_by_token_hash(token_hash)
     if row is None:
         return None
     return AuthUser(**dict(row), token_hash=token_hash)
 
 
 async def valid_token_hashes(token_hashes: Collection[str]) -> set[str]:
-    """Those of ``token_hashes`` whose login is still valid (not revoked, not expired), in one
-    query: a terminal relay calls it every few seconds to close the terminals of a logout."""
+    """Those of ``token_hashes`` whose login is still live, in one query: a terminal relay
+    calls it every few seconds to close the terminals of a logout."""
     if not token_hashes:
         return set()
-    async with db.connection() as conn:
-        rows = await conn.fetch(
-            "SELECT token_hash FROM login_tokens WHERE token_hash = ANY($1::text[]) "
-            "AND revoked_at IS NULL AND expires_at > now()",
-            list(token_hashes),
-        )
-    return {row["token_hash"] for row in rows}
+    return await account_store.live_token_hashes(token_hashes)
 
 
-async def current_user(request: ASGIConnection) -> AuthUser:
-    """Dependency: the authenticated caller, or 401."""
-    user = await user_for_token(token_from_connection(request))
-    if user is None:
-        raise Unauthorized(UNAUTHORIZED_MESSAGE)
-    return user
+def authenticator(settings: Settings) -> Callable[[ASGIConnection], Awaitable[AuthUser]]:
+    """The ``user`` dependency of an app with these settings: the caller, or 401."""
+
+    async def current_user(request: ASGIConnection) -> AuthUser:
+        user = await user_for_token(token_from_connection(request, settings.http))
+        if user is None:
+            raise Unauthorized(UNAUTHORIZED_MESSAGE)
+        return user
+
+    return current_user

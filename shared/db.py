@@ -27,18 +27,38 @@ from typing import Any
 import anyio
 import asyncpg
 from asyncpg.pool import Pool
-from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.postgres import PostgresEngine, PostgresTransaction
 
-from shared.config import Settings, get_settings
+from shared.config import DatabaseSettings, Settings, get_settings
 from shared.errors import DatabaseUnavailable
 
 log = logging.getLogger("shared.db")
 
+
+class _Engine(PostgresEngine):
+    """Piccolo's engine, running its queries where the platform runs its own: in the current
+    ``transaction()``, else on the ``pinned()`` connection, else on one from the bounded pool
+    (a broken connection dropped, a pool that cannot serve in time a 503)."""
+
+    async def _run_in_pool(self, query: str, args: Any = None) -> Any:
+        return await fetch(query, *(args or ()))
+
+
+class _Transaction(PostgresTransaction):
+    """What Piccolo sees of a ``transaction()``: its queries inside run on its connection,
+    and a Piccolo ``DB.transaction()`` inside joins it."""
+
+    def __init__(self, conn: Any) -> None:
+        super().__init__(DB)
+        self.connection = conn
+
+
 # Piccolo finds this engine through piccolo_conf.DB; configure() fills in where it points.
-DB = PostgresEngine(config={}, extensions=())
+DB = _Engine(config={}, extensions=())
 
 _pool_users = 0
 _pool_lock = anyio.Lock()
+_limits = DatabaseSettings()  # the waits of the running pool (set by start())
 _embedded = False  # whether configure() started the embedded server
 _MIGRATION_LOCK_KEY = 0x0C0DE_0001
 _CLIENT_GRACE_SECONDS = 1.0  # the client's statement timeout trails the server's by this
@@ -47,8 +67,8 @@ _CLIENT_GRACE_SECONDS = 1.0  # the client's statement timeout trails the server'
 def resolve_database_url(settings: Settings) -> str:
     """DATABASE_URL, or the URI of the embedded server (started on first use)."""
     global _embedded
-    if settings.database_url:
-        return settings.database_url
+    if settings.database.url:
+        return settings.database.url
     from shared import embedded
 
     _embedded = True
@@ -67,34 +87,41 @@ def configure(settings: Settings | None = None) -> None:
     DB.config.update(
         dsn=resolve_database_url(settings),
         server_settings={"jit": "off"},
-        timeout=settings.db_connect_timeout,
+        timeout=settings.database.connect_timeout,
     )
 
 
 class _BoundedPool(Pool):
     """An asyncpg pool whose ``acquire()`` waits at most the configured time unless told
-    otherwise, so Piccolo's own queries on this pool are bounded like ours (asyncpg bounds
-    the release of a connection by the timeout it was acquired with)."""
+    otherwise, so Piccolo's own queries on this pool are bounded like ours.
+
+    When a connection is free the wait is skipped, and with it asyncpg's timer on the
+    acquire and on the release (a few percent of a file GET): taking a free connection does
+    not wait, opening one is bounded by the connect timeout, and handing it back runs
+    ``_reset``, bounded by the statement timeout."""
 
     def __init__(self, *args: Any, acquire_timeout: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._acquire_timeout = acquire_timeout
 
     def acquire(self, *, timeout: float | None = None) -> Any:
-        return super().acquire(timeout=self._acquire_timeout if timeout is None else timeout)
+        if timeout is None:
+            free = getattr(self, "_queue", None)  # asyncpg's idle connection holders
+            timeout = None if free is not None and not free.empty() else self._acquire_timeout
+        return super().acquire(timeout=timeout)
 
 
-async def start(settings: Settings | None = None) -> None:
+async def start(settings: Settings) -> None:
     """Open the pool (first caller) and apply migrations when configured to."""
-    global _pool_users
-    settings = settings or get_settings()
+    global _pool_users, _limits
     async with _pool_lock:
         _pool_users += 1
         if _pool_users > 1:
             return
         try:
             configure(settings)
-            if settings.db_migrate_on_start:
+            _limits = settings.database
+            if settings.database.migrate_on_start:
                 await migrate()
             DB.pool = await _open_pool(settings)
         except BaseException:
@@ -104,22 +131,23 @@ async def start(settings: Settings | None = None) -> None:
 
 
 async def _open_pool(settings: Settings) -> Pool:
-    statement_ms = int(settings.db_statement_timeout * 1000)
+    limits = settings.database
+    statement_ms = int(limits.statement_timeout * 1000)
     return await _BoundedPool(
         DB.config["dsn"],
-        min_size=settings.db_pool_min,
-        max_size=settings.db_pool_max,
+        min_size=limits.pool_min,
+        max_size=limits.pool_max,
         max_queries=50_000,
         max_inactive_connection_lifetime=300.0,
         reset=_reset,
         loop=None,
         connection_class=asyncpg.Connection,
         record_class=asyncpg.Record,
-        acquire_timeout=settings.db_acquire_timeout,
-        timeout=settings.db_connect_timeout,
+        acquire_timeout=limits.acquire_timeout,
+        timeout=limits.connect_timeout,
         # The server cancels a statement that runs too long (its connection stays usable);
         # the client gives up a second later, for a server that does not answer at all.
-        command_timeout=settings.db_statement_timeout + _CLIENT_GRACE_SECONDS,
+        command_timeout=limits.statement_timeout + _CLIENT_GRACE_SECONDS,
         server_settings={"jit": "off", "statement_timeout": str(statement_ms)},
     )
 
@@ -144,9 +172,8 @@ async def stop() -> None:
             return
         pool, DB.pool = DB.pool, None
         if pool is not None:
-            settings = get_settings()
             # close() waits for connections in use; a stalled server must not hold shutdown.
-            with anyio.move_on_after(settings.db_acquire_timeout + settings.db_statement_timeout):
+            with anyio.move_on_after(_round_trip_bound()):
                 await pool.close()
             pool.terminate()  # no-op after a clean close
         await _stop_embedded()
@@ -192,17 +219,30 @@ class _LogWriter:
         pass
 
 
+async def lock(*keys: int) -> None:
+    """Take these advisory locks for the current transaction, in one round trip and in
+    sorted order (unnest keeps the array's), so callers sharing keys never wait in a cycle."""
+    await execute("SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k", sorted(keys))
+
+
 def advisory_key(*parts: object) -> int:
     """A signed 64-bit advisory lock key derived from the given parts."""
     digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
+def _round_trip_bound() -> float:
+    """The longest one pooled round trip may take: waiting for a connection, then the
+    statement."""
+    return _limits.acquire_timeout + _limits.statement_timeout
+
+
 async def ping() -> float:
-    """Round-trip a trivial query on the pool; returns latency in milliseconds."""
+    """Round-trip a trivial query on the pool; returns latency in milliseconds. Bounded as a
+    whole too (a second past the pool's own bounds): a TimeoutError then."""
     start = anyio.current_time()
-    async with _pooled() as conn:
-        await conn.fetchval("SELECT 1")
+    with anyio.fail_after(_round_trip_bound() + 1):
+        await fetchval("SELECT 1")
     return (anyio.current_time() - start) * 1000
 
 
@@ -216,53 +256,97 @@ _BROKEN = (
 )
 
 
-@contextlib.asynccontextmanager
-async def _pooled() -> AsyncIterator[Any]:
-    """A connection from the pool, waited for at most DB_ACQUIRE_TIMEOUT.
-
-    A failure to get one is ``DatabaseUnavailable``. A connection whose statement timed out,
-    was cancelled or lost its server is terminated rather than reset, so a stalled server
-    never holds the caller longer than the timeout and the pool reconnects later.
-    """
+async def _acquire() -> tuple[Pool, Any]:
+    """A connection from the pool, waited for at most DB_ACQUIRE_TIMEOUT; a failure to get
+    one is ``DatabaseUnavailable``."""
     pool = DB.pool
     if pool is None:
         raise DatabaseUnavailable("The database is not connected; try again shortly")
     try:
-        conn = await pool.acquire()
+        return pool, await pool.acquire()
     except Exception as exc:
         if isinstance(exc, TimeoutError):
             raise DatabaseUnavailable(
                 "The database did not answer in time; try again shortly"
             ) from exc
         raise DatabaseUnavailable("The database is unreachable; try again shortly") from exc
-    try:
-        yield conn
-    except _BROKEN:
+
+
+async def _release(pool: Pool, conn: Any, exc: BaseException | None) -> None:
+    """Give a connection back. One whose statement timed out, was cancelled or lost its
+    server (``exc``) is terminated rather than reset, so a stalled server never holds the
+    caller longer than the timeout and the pool reconnects later."""
+    if isinstance(exc, _BROKEN):
         with contextlib.suppress(asyncpg.InterfaceError):  # already released
             conn.terminate()
+    try:
+        await pool.release(conn)
+    except Exception as failure:  # noqa: BLE001 - asyncpg dropped the connection already
+        log.warning("a database connection could not be reset and was dropped: %r", failure)
+
+
+@contextlib.asynccontextmanager
+async def _pooled() -> AsyncIterator[Any]:
+    """A connection from the pool for the block (see ``_acquire`` and ``_release``)."""
+    pool, conn = await _acquire()
+    failure: BaseException | None = None
+    try:
+        yield conn
+    except BaseException as exc:
+        failure = exc
         raise
     finally:
-        try:
-            await pool.release(conn)
-        except Exception as exc:  # noqa: BLE001 - asyncpg dropped the connection already
-            log.warning("a database connection could not be reset and was dropped: %r", exc)
+        await _release(pool, conn, failure)
 
 
-_transaction_connection: ContextVar[Any] = ContextVar("transaction_connection", default=None)
+async def _statement(method: str, query: str, args: tuple[Any, ...]) -> Any:
+    current = _current_transaction_connection() or _pinned_connection.get()
+    if current is not None:
+        return await getattr(current, method)(query, *args)
+    pool, conn = await _acquire()
+    failure: BaseException | None = None
+    try:
+        return await getattr(conn, method)(query, *args)
+    except BaseException as exc:
+        failure = exc
+        raise
+    finally:
+        await _release(pool, conn, failure)
+
+
+# One statement where ``connection()`` would run it, without its context managers: what the
+# hot paths use (two generator-based context managers per query are measurable there).
+async def fetch(query: str, *args: Any) -> list[Any]:
+    return await _statement("fetch", query, args)  # type: ignore[no-any-return]
+
+
+async def fetchrow(query: str, *args: Any) -> Any:
+    return await _statement("fetchrow", query, args)
+
+
+async def fetchval(query: str, *args: Any) -> Any:
+    return await _statement("fetchval", query, args)
+
+
+async def execute(query: str, *args: Any) -> str:
+    return await _statement("execute", query, args)  # type: ignore[no-any-return]
+
+
 _pinned_connection: ContextVar[Any] = ContextVar("pinned_connection", default=None)
 
 
 @contextlib.asynccontextmanager
 async def transaction() -> AsyncIterator[Any]:
-    """One transaction: every ``connection()`` inside it (in this task) gets its connection.
+    """One transaction: every query inside it (in this task), Piccolo's and hand-built SQL
+    through ``connection()`` alike, runs on its connection.
 
     A transaction opened inside another joins it, so a service can call helpers that open
     their own. Inside ``pinned()`` it runs on the pinned connection. Plain asyncpg
     underneath: BEGIN and COMMIT are the only cost.
     """
-    outer = _transaction_connection.get()
+    outer = DB.current_transaction.get()
     if outer is not None:
-        yield outer
+        yield outer.connection
         return
     pinned_conn = _pinned_connection.get()
     async with contextlib.AsyncExitStack() as stack:
@@ -271,7 +355,7 @@ async def transaction() -> AsyncIterator[Any]:
         )
         tx = conn.transaction()
         await tx.start()
-        token = _transaction_connection.set(conn)
+        token = DB.current_transaction.set(_Transaction(conn))
         try:
             yield conn
         except BaseException as exc:
@@ -283,14 +367,14 @@ async def transaction() -> AsyncIterator[Any]:
         else:
             await tx.commit()
         finally:
-            _transaction_connection.reset(token)
+            DB.current_transaction.reset(token)
 
 
 @contextlib.asynccontextmanager
 async def pinned() -> AsyncIterator[Any]:
     """One pooled connection for everything inside (in this task), across several
     transactions: what holds a session-level advisory lock."""
-    current = _pinned_connection.get() or _transaction_connection.get()
+    current = _pinned_connection.get() or _current_transaction_connection()
     if current is not None:
         yield current
         return
@@ -302,20 +386,24 @@ async def pinned() -> AsyncIterator[Any]:
             _pinned_connection.reset(token)
 
 
+def in_transaction() -> bool:
+    """Whether queries here run in a ``transaction()`` or on a ``pinned()`` connection."""
+    return _current_transaction_connection() is not None or _pinned_connection.get() is not None
+
+
+def _current_transaction_connection() -> Any:
+    current = DB.current_transaction.get()
+    return current.connection if current is not None else None
+
+
 @contextlib.asynccontextmanager
 async def connection() -> AsyncIterator[Any]:
-    """The connection of the current transaction, or one from the pool.
-
-    Queries are hand-written SQL through this; asyncpg caches each prepared statement per
-    connection, so a query costs one round trip.
-    """
-    current = _transaction_connection.get() or _pinned_connection.get()
+    """The connection of the current transaction, else the pinned one, else one from the
+    pool: where hand-built SQL runs (asyncpg caches each prepared statement per connection,
+    so a query costs one round trip)."""
+    current = _current_transaction_connection() or _pinned_connection.get()
     if current is not None:
         yield current
-        return
-    piccolo_transaction = DB.current_transaction.get()
-    if piccolo_transaction is not None:
-        yield piccolo_transaction.connection
         return
     async with _pooled() as conn:
         yield conn

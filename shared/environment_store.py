@@ -1,5 +1,5 @@
 """The baseline of every running environment: what it held at its last agreement with the
-database (rows of ``environment_files``). Written only under the workspace's lock, by the
+database (the ``environment_files`` table). Written only under the workspace's lock, by the
 materialization, syncs and pushes; removed when the environment stops."""
 
 from __future__ import annotations
@@ -8,61 +8,60 @@ from collections.abc import Mapping
 from uuid import UUID
 
 from shared import db
+from shared.query import Alias, in_subtree, names
+from shared.tables import EnvironmentFile, WorkspaceFile
 
 Entry = tuple[str, str | None]
+_BATCH = 1000  # rows per multi-row statement (PostgreSQL takes at most 32767 parameters)
+_OF = EnvironmentFile.session_id
+_ENTRY = (EnvironmentFile.path, EnvironmentFile.type, EnvironmentFile.sha256)
+
+_w = Alias(WorkspaceFile, "w")
+_COPIED = (WorkspaceFile.session_id, WorkspaceFile.path, WorkspaceFile.type, WorkspaceFile.sha256)
+# The database copy, as the environment now holds it: copied inside PostgreSQL.
+_COPY_DATABASE = f"""
+INSERT INTO {Alias(EnvironmentFile)} ({names(_OF, *_ENTRY)})
+SELECT {_w(*_COPIED)} FROM {_w} WHERE {_w.session_id} = $1
+"""
 
 
 async def baseline(session_id: UUID) -> dict[str, Entry]:
-    async with db.connection() as conn:
-        rows = await conn.fetch(
-            "SELECT path, type, sha256 FROM environment_files WHERE session_id = $1", session_id
-        )
+    rows = await EnvironmentFile.select(*_ENTRY).where(_OF == session_id)
     return {row["path"]: (row["type"], row["sha256"]) for row in rows}
 
 
 async def reset_to_database(session_id: UUID) -> None:
     """The environment was just materialized from the database copy: it holds exactly that."""
-    async with db.connection() as conn:
-        await conn.execute("DELETE FROM environment_files WHERE session_id = $1", session_id)
-        await conn.execute(
-            "INSERT INTO environment_files (session_id, path, type, sha256) "
-            "SELECT session_id, path, type, sha256 FROM workspace_files WHERE session_id = $1",
-            session_id,
-        )
+    await clear(session_id)
+    await db.execute(_COPY_DATABASE, session_id)
 
 
 async def update(session_id: UUID, changes: Mapping[str, Entry | None]) -> None:
     """Set (or, for None, remove) the baseline of the given paths."""
     gone = [path for path, entry in changes.items() if entry is None]
-    kept = [(session_id, path, e[0], e[1]) for path, e in changes.items() if e is not None]
-    async with db.connection() as conn:
-        if gone:
-            await conn.execute(
-                "DELETE FROM environment_files WHERE session_id = $1 AND path = ANY($2::text[])",
-                session_id,
-                gone,
-            )
-        if kept:
-            await conn.executemany(
-                "INSERT INTO environment_files (session_id, path, type, sha256) "
-                "VALUES ($1, $2, $3, $4) ON CONFLICT (session_id, path) "
-                "DO UPDATE SET type = EXCLUDED.type, sha256 = EXCLUDED.sha256",
-                kept,
-            )
+    kept = [
+        EnvironmentFile(session_id=session_id, path=path, type=entry[0], sha256=entry[1])
+        for path, entry in changes.items()
+        if entry is not None
+    ]
+    for start in range(0, len(gone), _BATCH):
+        await EnvironmentFile.delete().where(
+            (_OF == session_id) & EnvironmentFile.path.is_in(gone[start : start + _BATCH])
+        )
+    for start in range(0, len(kept), _BATCH):
+        await EnvironmentFile.insert(*kept[start : start + _BATCH]).on_conflict(
+            target=(_OF, EnvironmentFile.path),
+            action="DO UPDATE",
+            values=[EnvironmentFile.type, EnvironmentFile.sha256],
+        )
 
 
 async def forget_under(session_id: UUID, path: str) -> None:
     """``path`` and everything under it left the environment."""
-    async with db.connection() as conn:
-        await conn.execute(
-            "DELETE FROM environment_files WHERE session_id = $1 "
-            "AND (path = $2 OR starts_with(path, $3))",
-            session_id,
-            path,
-            path + "/",
-        )
+    await EnvironmentFile.delete().where(
+        (_OF == session_id) & in_subtree(EnvironmentFile.path, path)
+    )
 
 
 async def clear(session_id: UUID) -> None:
-    async with db.connection() as conn:
-        await conn.execute("DELETE FROM environment_files WHERE session_id = $1", session_id)
+    await EnvironmentFile.delete().where(_OF == session_id)

@@ -15,9 +15,12 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from math import ceil
 
+from piccolo.query.functions.aggregate import Count, Min
+
 from shared import db
 from shared.envelope import utc_now
 from shared.errors import RateLimited
+from shared.tables import RateEvent
 
 _PRUNE_EVERY = timedelta(seconds=60)
 _last_prune = {"at": utc_now() - _PRUNE_EVERY}
@@ -29,8 +32,7 @@ async def _prune(now: datetime) -> None:
     if now - _last_prune["at"] < _PRUNE_EVERY:
         return
     _last_prune["at"] = now
-    async with db.connection() as conn:
-        await conn.execute("DELETE FROM rate_events WHERE expires_at <= $1", now)
+    await RateEvent.delete().where(RateEvent.expires_at <= now)
 
 
 class RateLimiter:
@@ -47,43 +49,33 @@ class RateLimiter:
         """
         keys = sorted(limits)
         now = utc_now()
-        async with db.transaction() as conn:
-            # Locks taken in sorted order (unnest keeps the array's order), so two attempts
-            # sharing keys never wait for each other in a cycle.
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k",
-                sorted(db.advisory_key("rate", key) for key in keys),
-            )
-            rows = await conn.fetch(
-                "SELECT key, count(*) AS live, min(expires_at) AS first_expiry FROM rate_events "
-                "WHERE key = ANY($1::text[]) AND expires_at > $2 GROUP BY key",
-                keys,
-                now,
+        async with db.transaction():
+            await db.lock(*(db.advisory_key("rate", key) for key in keys))
+            rows = await (
+                RateEvent.select(RateEvent.key, Count(), Min(RateEvent.expires_at))
+                .where(RateEvent.key.is_in(keys) & (RateEvent.expires_at > now))
+                .group_by(RateEvent.key)
             )
             live = {row["key"]: row for row in rows}
             for key in keys:
                 row = live.get(key)
-                if (row["live"] if row else 0) >= limits[key]:
-                    expiry = row["first_expiry"] if row else now + self.window
+                if (row["count"] if row else 0) >= limits[key]:
+                    expiry = row["min"] if row else now + self.window
                     retry = ceil((expiry - now).total_seconds())
                     raise RateLimited(self.message, retry_after=retry)
-            ids = list(
-                await conn.fetchval(
-                    "WITH added AS (INSERT INTO rate_events (key, expires_at) "
-                    "SELECT unnest($1::text[]), $2 RETURNING id) SELECT array_agg(id) FROM added",
-                    keys,
-                    now + self.window,
-                )
-            )
+            expiry = now + self.window
+            added = await RateEvent.insert(
+                *(RateEvent(key=key, expires_at=expiry) for key in keys)
+            ).returning(RateEvent.id)
+            ids = [row["id"] for row in added]
         await _prune(now)
         return ids
 
     async def release(self, event_ids: list[int]) -> None:
         """Forget the events of an attempt that must not count."""
-        async with db.connection() as conn:
-            await conn.execute("DELETE FROM rate_events WHERE id = ANY($1::int[])", event_ids)
+        if event_ids:
+            await RateEvent.delete().where(RateEvent.id.is_in(event_ids))
 
     async def clear(self, key: str) -> None:
         """Forget every event of ``key`` (a successful login clears its username's failures)."""
-        async with db.connection() as conn:
-            await conn.execute("DELETE FROM rate_events WHERE key = $1", key)
+        await RateEvent.delete().where(RateEvent.key == key)

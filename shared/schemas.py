@@ -4,18 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
+from uuid import UUID
 
 import msgspec
 from litestar.params import Parameter
 
-PositiveInt = Annotated[int, msgspec.Meta(ge=1, le=2_147_483_647)]
-Skip = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
-Limit = Annotated[int, msgspec.Meta(ge=1, le=100)]
+S = TypeVar("S", bound=msgspec.Struct)
+
+MAX_ID = 2_147_483_647  # ids are PostgreSQL integers
+PositiveInt = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
 
 # Pagination query parameters of every list endpoint: ``skip: int = SKIP, limit: int = LIMIT``.
 SKIP = Parameter(default=0, ge=0, le=1_000_000, description="How many items to skip")
 LIMIT = Parameter(default=50, ge=1, le=100, description="How many items to return (1..100)")
+
+
+def from_row(kind: type[S], row: Mapping[str, Any]) -> S:
+    """The struct ``kind`` from a row (asyncpg record or Piccolo dict) holding its fields;
+    other columns of the row are ignored."""
+    return kind(**{name: row[name] for name in kind.__struct_fields__})
 
 
 class UserPublic(msgspec.Struct):
@@ -40,12 +48,13 @@ class UserProfile(msgspec.Struct):
     updated_at: datetime
 
 
-def public_user(row: Mapping[str, Any]) -> UserPublic:
-    """From a row (asyncpg record or Piccolo dict) that has the user's columns."""
-    return UserPublic(
-        id=row["id"],
-        username=row["username"],
-        is_reviewer=row["is_reviewer"],
-        reviewer_level=row["reviewer_level"],
-        created_at=row["created_at"],
-    )
+class Session(msgspec.Struct):
+    """A workspace (a session IS a workspace), as its owner and its reviewer see it."""
+
+    id: UUID
+    user_id: int
+    name: str
+    language: str
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime

@@ -16,8 +16,9 @@ import secrets
 from datetime import timedelta
 from uuid import UUID
 
-from shared import db
+from shared import account_store
 from shared.envelope import utc_now
+from shared.tables import TerminalTicket
 
 TICKET_TTL_SECONDS = 60
 _MAX_TICKET_CHARS = 128  # anything longer is not one of ours; not worth hashing
@@ -34,43 +35,42 @@ async def issue(user_id: int, session_id: UUID, token_hash: str) -> str:
     """
     ticket = secrets.token_urlsafe(32)
     now = utc_now()
-    async with db.connection() as conn:
-        await conn.execute("DELETE FROM terminal_tickets WHERE expires_at <= $1", now)
-        await conn.execute(
-            "INSERT INTO terminal_tickets (ticket_hash, user_id, session_id, token_hash, "
-            "expires_at) VALUES ($1, $2, $3, $4, $5)",
-            _hash(ticket),
-            user_id,
-            session_id,
-            token_hash,
-            now + timedelta(seconds=TICKET_TTL_SECONDS),
+    await TerminalTicket.delete().where(TerminalTicket.expires_at <= now)
+    await TerminalTicket.insert(
+        TerminalTicket(
+            ticket_hash=_hash(ticket),
+            user_id=user_id,
+            session_id=session_id,
+            token_hash=token_hash,
+            expires_at=now + timedelta(seconds=TICKET_TTL_SECONDS),
         )
+    )
     return ticket
-
-
-# Consumed whatever the outcome (a ticket tried for the wrong session is spent too), then
-# honoured only for its session, before its expiry, while its login is still valid.
-_REDEEM = """
-WITH used AS (
-    DELETE FROM terminal_tickets WHERE ticket_hash = $1
-    RETURNING user_id, session_id, token_hash, expires_at
-)
-SELECT used.user_id, used.token_hash
-FROM used
-JOIN login_tokens t ON t.token_hash = used.token_hash
-WHERE used.session_id = $2 AND used.expires_at > now()
-  AND t.revoked_at IS NULL AND t.expires_at > now()
-"""
 
 
 async def redeem(ticket: str | None, session_id: UUID) -> tuple[int, str] | None:
     """``(user_id, token_hash)`` of a valid ticket for ``session_id``, else None.
 
-    Atomic and single-use: of two redemptions racing for one ticket, one gets it. The caller
-    still checks that the user owns the session (ownership may have changed since issue).
+    Consumed whatever the outcome (a ticket tried for the wrong session is spent too), then
+    honoured only for its session, before its expiry, while its login is still live. Atomic
+    and single-use: of two redemptions racing for one ticket, one gets it. The caller still
+    checks that the user owns the session (ownership may have changed since issue).
     """
     if not ticket or len(ticket) > _MAX_TICKET_CHARS:
         return None
-    async with db.connection() as conn:
-        row = await conn.fetchrow(_REDEEM, _hash(ticket), session_id)
-    return (row["user_id"], row["token_hash"]) if row else None
+    used = await (
+        TerminalTicket.delete()
+        .where(TerminalTicket.ticket_hash == _hash(ticket))
+        .returning(
+            TerminalTicket.user_id,
+            TerminalTicket.session_id,
+            TerminalTicket.token_hash,
+            TerminalTicket.expires_at,
+        )
+    )
+    if not used or used[0]["session_id"] != session_id or used[0]["expires_at"] <= utc_now():
+        return None
+    user_id, token_hash = used[0]["user_id"], used[0]["token_hash"]
+    if not await account_store.live_token_hashes([token_hash]):
+        return None
+    return user_id, token_hash

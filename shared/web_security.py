@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from shared.config import Settings, get_settings
+from shared.config import HttpSettings
 from shared.envelope import error_body
 
 MAX_HEADER_BYTES = 32 * 1024  # what an nginx ingress accepts by default (4 x 8 KiB buffers)
@@ -77,19 +77,18 @@ def _peer(scope: Scope) -> str | None:
     return client[0] if client else None
 
 
-def _behind_trusted_proxy(scope: Scope, settings: Settings) -> bool:
+def _behind_trusted_proxy(scope: Scope, http: HttpSettings) -> bool:
     peer = _peer(scope)
-    networks = trusted_networks(settings.trusted_proxies)
+    networks = trusted_networks(http.trusted_proxies)
     return bool(networks) and peer is not None and _is_trusted(peer, networks)
 
 
-def client_address(scope: Scope, settings: Settings | None = None) -> str:
+def client_address(scope: Scope, http: HttpSettings) -> str:
     """The caller's address, as rate limits count it."""
-    settings = settings or get_settings()
     peer = _peer(scope) or "unknown"
-    if not _behind_trusted_proxy(scope, settings):
+    if not _behind_trusted_proxy(scope, http):
         return peer
-    networks = trusted_networks(settings.trusted_proxies)
+    networks = trusted_networks(http.trusted_proxies)
     hops = [hop.strip() for hop in _headers_joined(scope, b"x-forwarded-for").split(",")]
     hops = [hop for hop in hops if hop]
     for hop in reversed(hops):
@@ -124,40 +123,40 @@ def _allowed_origins(cors_origins: tuple[str, ...]) -> frozenset[str]:
     )
 
 
-def own_origin(scope: Scope, settings: Settings) -> str | None:
+def own_origin(scope: Scope, http: HttpSettings) -> str | None:
     """The API's own origin as the browser sees it: the request's scheme and Host (the
     scheme from ``X-Forwarded-Proto`` when a trusted proxy terminated TLS)."""
     host = _header(scope, b"host")
     if not host:
         return None
     scheme = _WEB_SCHEMES.get(scope.get("scheme", "http"), "http")
-    if _behind_trusted_proxy(scope, settings):
+    if _behind_trusted_proxy(scope, http):
         forwarded = (_header(scope, b"x-forwarded-proto") or "").split(",")[0].strip().lower()
         if forwarded in _DEFAULT_PORTS:
             scheme = forwarded
     return _normalize_origin(f"{scheme}://{host}")
 
 
-def origin_allowed(scope: Scope, origin: str, settings: Settings) -> bool:
-    if "*" in settings.cors_origins:
+def origin_allowed(scope: Scope, origin: str, http: HttpSettings) -> bool:
+    if "*" in http.cors_origins:
         return True  # the operator allowed every origin
     normalized = _normalize_origin(origin)
     if normalized is None:
         return False  # "null" (sandboxed frames, privacy redirects) or garbage
-    return normalized in _allowed_origins(settings.cors_origins) or normalized == own_origin(
-        scope, settings
+    return normalized in _allowed_origins(http.cors_origins) or normalized == own_origin(
+        scope, http
     )
 
 
-def websocket_refusal(scope: Scope, settings: Settings) -> str | None:
+def websocket_refusal(scope: Scope, http: HttpSettings) -> str | None:
     """Why a WebSocket handshake must be refused (a foreign ``Origin``), else None."""
     origin = _header(scope, b"origin")
-    if origin is not None and not origin_allowed(scope, origin, settings):
+    if origin is not None and not origin_allowed(scope, origin, http):
         return f"WebSocket from origin {origin[:100]!r} is not allowed"
     return None
 
 
-def cookie_request_refusal(scope: Scope, settings: Settings | None = None) -> str | None:
+def cookie_request_refusal(scope: Scope, http: HttpSettings) -> str | None:
     """Why a request that the login cookie authenticates must be refused, else None.
 
     Only state-changing methods are checked: reads are left to CORS, which keeps another
@@ -165,7 +164,6 @@ def cookie_request_refusal(scope: Scope, settings: Settings | None = None) -> st
     """
     if scope["type"] != "http" or scope.get("method") not in STATE_CHANGING:
         return None
-    settings = settings or get_settings()
     origin = _header(scope, b"origin")
     if origin is None:
         referer = _header(scope, b"referer")
@@ -174,10 +172,10 @@ def cookie_request_refusal(scope: Scope, settings: Settings | None = None) -> st
                 "a request authenticated by the cookie must carry Origin or Referer "
                 "(clients other than browsers use Authorization: Bearer)"
             )
-        if not origin_allowed(scope, referer, settings):
+        if not origin_allowed(scope, referer, http):
             return "cross-site request refused: the Referer is not an allowed origin"
         return None
-    if not origin_allowed(scope, origin, settings):
+    if not origin_allowed(scope, origin, http):
         return f"cross-site request refused: origin {origin[:100]!r} is not allowed"
     return None
 
@@ -200,10 +198,9 @@ async def _refuse(scope: Scope, send: Any, status: int, message: str, error: str
     await send({"type": body_type, "body": body})
 
 
-def guard(app: Any, settings: Settings | None = None) -> Any:
+def guard(app: Any, http: HttpSettings) -> Any:
     """Wrap an ASGI app with the header limit and the WebSocket Origin rule."""
-    settings = settings or get_settings()
-    trusted_networks(settings.trusted_proxies)  # a bad TRUSTED_PROXIES fails at start-up
+    trusted_networks(http.trusted_proxies)  # a bad TRUSTED_PROXIES fails at start-up
 
     async def guarded(scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -214,7 +211,7 @@ def guard(app: Any, settings: Settings | None = None) -> Any:
             await _refuse(scope, send, 431, "Request headers too large", error)
             return
         if scope["type"] == "websocket":
-            refusal = websocket_refusal(scope, settings)
+            refusal = websocket_refusal(scope, http)
             if refusal is not None:
                 await _refuse(scope, send, 403, "Not allowed", refusal)
                 return

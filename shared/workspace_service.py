@@ -11,35 +11,18 @@ the environment picks the change up at its next sync.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from uuid import UUID
 
-from shared import db, workspace_store
+from shared import db, file_save, workspace_store
 from shared.access import lock_owned_session, owned_session
-from shared.auth import UNAUTHORIZED_MESSAGE, AuthUser, user_for_token
+from shared.auth import UNAUTHORIZED_MESSAGE, AuthUser, presented_token_hash, user_for_token
 from shared.config import Settings
-from shared.errors import Conflict, PreconditionFailed, Unauthorized
+from shared.errors import Conflict, Unauthorized
 from shared.execution import live_files
 from shared.execution.runtime import ExecutionRuntime
+from shared.file_save import IfMatch
 from shared.workspace_store import FileMeta
-
-_ENTITY_TAG = re.compile(r'"(\d{1,10})"|(\d{1,10})', re.ASCII)
-
-
-def if_match_allows(header: str, current_version: int | None) -> bool:
-    """RFC 9110 If-Match with strong comparison: ``*`` needs the file to exist, otherwise one
-    of the listed tags must name its current version. A bare number is accepted as a tag."""
-    header = header.strip()
-    if header == "*":
-        return current_version is not None
-    if current_version is None:
-        return False
-    for tag in header.split(","):
-        match = _ENTITY_TAG.fullmatch(tag.strip())  # weak tags (W/"1") never match strongly
-        if match and int(match.group(1) or match.group(2)) == current_version:
-            return True
-    return False
 
 
 def etag(version: int) -> str:
@@ -93,9 +76,22 @@ async def write_file(
     create_only: bool = False,
 ) -> tuple[FileMeta, bool]:
     """Create or replace a file (parents implicitly); with If-Match only while its version
-    still matches (412). The caller is ``user``, or the holder of ``token`` (the editor's
-    save authenticates, checks access and locks in one round trip)."""
-    if await _live(runtime, session_id):
+    still matches (412). The caller is ``user``, or the holder of ``token``.
+
+    Replacing a file of a workspace whose environment is stopped (the editor's save) is one
+    statement (``file_save``); anything else takes a transaction of its own."""
+    condition = IfMatch.parse(if_match) if if_match is not None else None
+    live = await _live(runtime, session_id)
+    if not live and not create_only:
+        token_hash = user.token_hash if user is not None else presented_token_hash(token)
+        if token_hash is None:
+            raise Unauthorized(UNAUTHORIZED_MESSAGE)
+        saved = await file_save.save(
+            token_hash, session_id, path, content, settings.workspace, condition
+        )
+        if saved is not None:
+            return saved, False
+    if live:
         # Nobody but the owner may make a live environment do anything.
         caller = user or await user_for_token(token)
         if caller is None:
@@ -109,13 +105,12 @@ async def write_file(
             await owned_session(session_id, user, lock=True)
         else:
             await lock_owned_session(session_id, token)
-        if if_match is not None:
+        if condition is not None:
             current = await workspace_store.version_of(session_id, path)
-            if not if_match_allows(if_match, current):
-                found = "no file" if current is None else f"version {current}"
-                raise PreconditionFailed(f"If-Match: {if_match[:64]!r} does not match ({found})")
+            if not condition.allows(current):
+                raise condition.refusal(current)
         meta, created = await workspace_store.write_file(
-            session_id, path, content, settings, create_only=create_only, locked=True
+            session_id, path, content, settings.workspace, create_only=create_only, locked=True
         )
         return meta
 
@@ -137,7 +132,7 @@ async def make_directory(
 
     async def db_write() -> FileMeta:
         await owned_session(session_id, user, lock=True)
-        meta, created = await workspace_store.make_directory(session_id, path, settings)
+        meta, created = await workspace_store.make_directory(session_id, path, settings.workspace)
         if not created:
             raise Conflict(f"path: '{path}' already exists")
         return meta

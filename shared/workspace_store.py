@@ -1,10 +1,14 @@
-"""The durable copy of every workspace: files and directories in PostgreSQL.
+"""The durable copy of every workspace: files and directories in PostgreSQL (the
+``workspace_files`` table).
 
 Every change to one workspace runs in one transaction under that workspace's advisory lock,
 so API writes, deletes and sync-backs from execution environments (on any replica) never
 interleave, and a failed request leaves nothing half-written. Parents are created implicitly;
 a file never sits where a directory is (or the other way round); quotas are checked before
 anything is written.
+
+The editor's file read is one statement (token, access and the row at once; its save is
+``file_save``); everything else goes through Piccolo's builder.
 """
 
 from __future__ import annotations
@@ -13,15 +17,25 @@ import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import msgspec
+from piccolo.query.functions.aggregate import Count, Sum
+from piccolo.querystring import QueryString
 
-from shared import db
-from shared.config import Settings
+from shared import db, session_store
+from shared.account_store import live_token
+from shared.config import WorkspaceSettings
 from shared.envelope import utc_now
 from shared.errors import Conflict, NotFound, TooLarge
 from shared.paths import name_of, parents_of
+from shared.query import Alias, in_subtree
+from shared.review_store import reviewer_reads
+from shared.tables import LoginToken, User, WorkspaceFile
+from shared.tables import Session as Sessions
+
+_BATCH = 1000  # rows per multi-row statement (PostgreSQL takes at most 32767 parameters)
 
 
 class FileMeta(msgspec.Struct):
@@ -42,66 +56,28 @@ class StoredFile(msgspec.Struct):
     version: int
 
 
-def meta(row: Mapping[str, object]) -> FileMeta:
+META = (
+    WorkspaceFile.path,
+    WorkspaceFile.type,
+    WorkspaceFile.size,
+    WorkspaceFile.version,
+    WorkspaceFile.updated_at,
+)
+
+
+def meta(row: Mapping[str, Any]) -> FileMeta:
     return FileMeta(
-        name=name_of(row["path"]),  # type: ignore[arg-type]
-        path=row["path"],  # type: ignore[arg-type]
-        type=row["type"],  # type: ignore[arg-type]
-        size=row["size"],  # type: ignore[arg-type]
-        modified=row["updated_at"],  # type: ignore[arg-type]
-        version=row["version"],  # type: ignore[arg-type]
+        name=name_of(row["path"]),
+        path=row["path"],
+        type=row["type"],
+        size=row["size"],
+        modified=row["updated_at"],
+        version=row["version"],
     )
 
 
 def sha256(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
-
-
-_META_COLUMNS = "path, type, size, version, updated_at"
-
-
-# The rows at the given paths plus one row (path NULL) with the workspace's usage: one trip.
-_ENTRIES_AND_USAGE = """
-(SELECT path, type, size, version, NULL::bigint AS entries, NULL::bigint AS bytes
-   FROM workspace_files WHERE session_id = $1 AND path = ANY($2::text[]) ORDER BY path)
-UNION ALL
-(SELECT NULL, NULL, NULL, NULL, count(*), coalesce(sum(size), 0)
-   FROM workspace_files WHERE session_id = $1)
-"""
-
-# Create or replace a file and touch its workspace in one statement.
-_UPSERT_FILE = f"""
-WITH written AS (
-    INSERT INTO workspace_files
-        (session_id, path, type, content, size, sha256, version, created_at, updated_at)
-    VALUES ($1, $2, 'file', $3, $4, $5, 1, $6, $6)
-    ON CONFLICT (session_id, path) DO UPDATE SET content = EXCLUDED.content,
-        size = EXCLUDED.size, sha256 = EXCLUDED.sha256,
-        version = workspace_files.version + 1, updated_at = EXCLUDED.updated_at
-    RETURNING {_META_COLUMNS}
-), touched AS (
-    UPDATE sessions SET updated_at = $6 WHERE id = $1
-)
-SELECT * FROM written
-"""
-
-
-# Replace an existing file if the workspace stays within its byte quota, and touch the
-# workspace; no row when the file does not exist (or is a directory) or the quota says no.
-_REPLACE_FILE = f"""
-WITH replaced AS (
-    UPDATE workspace_files f
-    SET content = $3, size = $4, sha256 = $5, version = f.version + 1, updated_at = $6
-    WHERE f.session_id = $1 AND f.path = $2 AND f.type = 'file'
-      AND ($4 <= f.size OR (
-          SELECT coalesce(sum(size), 0) FROM workspace_files WHERE session_id = $1
-      ) - f.size + $4 <= $7)
-    RETURNING {_META_COLUMNS}
-), touched AS (
-    UPDATE sessions SET updated_at = $6 WHERE id = $1 AND EXISTS (SELECT 1 FROM replaced)
-)
-SELECT * FROM replaced
-"""
 
 
 def lock_key(session_id: UUID) -> int:
@@ -111,8 +87,7 @@ def lock_key(session_id: UUID) -> int:
 
 async def lock(session_id: UUID) -> None:
     """Take this workspace's advisory lock for the current transaction."""
-    async with db.connection() as conn:
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key(session_id))
+    await db.lock(lock_key(session_id))
 
 
 @contextlib.asynccontextmanager
@@ -134,34 +109,32 @@ async def exclusive(session_id: UUID) -> AsyncIterator[None]:
                 raise
 
 
+# ---- reads -----------------------------------------------------------------------------------
+
+_OF = WorkspaceFile.session_id
+
+
 async def contents(session_id: UUID, paths: list[str]) -> dict[str, tuple[bytes, int]]:
     """(content, version) of the given files."""
-    async with db.connection() as conn:
-        rows = await conn.fetch(
-            "SELECT path, content, version FROM workspace_files "
-            "WHERE session_id = $1 AND path = ANY($2::text[]) AND type = 'file'",
-            session_id,
-            paths,
-        )
+    if not paths:
+        return {}
+    rows = await WorkspaceFile.select(
+        WorkspaceFile.path, WorkspaceFile.content, WorkspaceFile.version
+    ).where((_OF == session_id) & WorkspaceFile.path.is_in(paths) & (WorkspaceFile.type == "file"))
     return {row["path"]: (bytes(row["content"] or b""), row["version"]) for row in rows}
 
 
 async def list_files(session_id: UUID) -> list[FileMeta]:
-    async with db.connection() as conn:
-        rows = await conn.fetch(
-            f"SELECT {_META_COLUMNS} FROM workspace_files WHERE session_id = $1 ORDER BY path",
-            session_id,
-        )
+    rows = await WorkspaceFile.select(*META).where(_OF == session_id).order_by(WorkspaceFile.path)
     return [meta(row) for row in rows]
 
 
 async def list_with_content(session_id: UUID) -> list[StoredFile]:
-    async with db.connection() as conn:
-        rows = await conn.fetch(
-            f"SELECT {_META_COLUMNS}, content FROM workspace_files WHERE session_id = $1 "
-            "ORDER BY path",
-            session_id,
-        )
+    rows = await (
+        WorkspaceFile.select(*META, WorkspaceFile.content)
+        .where(_OF == session_id)
+        .order_by(WorkspaceFile.path)
+    )
     return [
         StoredFile(
             path=row["path"],
@@ -177,34 +150,94 @@ async def list_with_content(session_id: UUID) -> list[StoredFile]:
 
 async def inventory(session_id: UUID) -> dict[str, tuple[str, str | None, int]]:
     """path -> (type, sha256, size) of every entry: what a sync compares against."""
-    async with db.connection() as conn:
-        rows = await conn.fetch(
-            "SELECT path, type, sha256, size FROM workspace_files WHERE session_id = $1",
-            session_id,
-        )
+    rows = await WorkspaceFile.select(
+        WorkspaceFile.path, WorkspaceFile.type, WorkspaceFile.sha256, WorkspaceFile.size
+    ).where(_OF == session_id)
     return {row["path"]: (row["type"], row["sha256"], row["size"]) for row in rows}
 
 
 async def version_of(session_id: UUID, path: str) -> int | None:
     """The version of the file or directory at ``path``; None when nothing is there."""
-    async with db.connection() as conn:
-        return await conn.fetchval(  # type: ignore[no-any-return]
-            "SELECT version FROM workspace_files WHERE session_id = $1 AND path = $2",
-            session_id,
-            path,
-        )
+    row = await (
+        WorkspaceFile.select(WorkspaceFile.version)
+        .where((_OF == session_id) & (WorkspaceFile.path == path))
+        .first()
+    )
+    return row["version"] if row else None
 
 
-def check_file_size(size: int, settings: Settings) -> None:
-    if size > settings.max_file_bytes:
-        raise TooLarge(f"content: {size} bytes is over the {settings.max_file_bytes}-byte limit")
+async def counts(session_id: UUID) -> tuple[int, int]:
+    """How many files and directories the workspace holds."""
+    rows = await (
+        WorkspaceFile.select(WorkspaceFile.type, Count())
+        .where(_OF == session_id)
+        .group_by(WorkspaceFile.type)
+    )
+    found = {row["type"]: row["count"] for row in rows}
+    return found.get("file", 0), found.get("directory", 0)
+
+
+async def _usage(session_id: UUID) -> tuple[int, int]:
+    """(entries, bytes) the workspace holds: what its quotas count."""
+    row = (
+        await WorkspaceFile.select(Count(), Sum(WorkspaceFile.size))
+        .where(_OF == session_id)
+        .first()
+    )
+    return row["count"], row["sum"] or 0  # type: ignore[index]
+
+
+_f, _s, _t, _u = (
+    Alias(WorkspaceFile, "f"),
+    Alias(Sessions, "s"),
+    Alias(LoginToken, "t"),
+    Alias(User, "u"),
+)
+
+# Token, access and the file row in one round trip: the editor's hottest request.
+# No row: the token is not live; is_owner NULL: no such workspace.
+_READ_FILE = f"""
+SELECT coalesce({_s.user_id} = {_t.user_id}, false) AS is_owner,
+       coalesce({reviewer_reads(_s.id, _t.user_id, _u.is_reviewer)}, false) AS can_review,
+       {_f.type}, {_f.content}, {_f.size}, {_f.version}, {_f.updated_at}
+FROM {_t}
+JOIN {_u} ON {_u.id} = {_t.user_id}
+LEFT JOIN {_s} ON {_s.id} = $2
+LEFT JOIN {_f} ON {_f.session_id} = {_s.id} AND {_f.path} = $3
+WHERE {_t.token_hash} = $1 AND {live_token(_t)}
+"""
+
+
+async def read_for_token(token_hash: str, session_id: UUID, path: str) -> Any:
+    """The row at ``path`` with the caller's access (``is_owner``, ``can_review``), for the
+    holder of a login token by its hash; None when the token is not live. ``type`` is None
+    when nothing is at ``path``."""
+    return await db.fetchrow(_READ_FILE, token_hash, session_id, path)
+
+
+# ---- writes ----------------------------------------------------------------------------------
+
+
+def check_file_size(size: int, limits: WorkspaceSettings) -> None:
+    if size > limits.max_file_bytes:
+        raise TooLarge(f"content: {size} bytes is over the {limits.max_file_bytes}-byte limit")
+
+
+def _check_quota(
+    usage: tuple[int, int], added_entries: int, added_bytes: int, limits: WorkspaceSettings
+) -> None:
+    entries, total = usage
+    if added_entries > 0 and entries + added_entries > limits.max_entries:
+        raise TooLarge(f"workspace: at most {limits.max_entries} files and directories")
+    if added_bytes > 0 and total + added_bytes > limits.max_bytes:
+        raise TooLarge(f"workspace: at most {limits.max_bytes} bytes in all")
 
 
 async def write_file(
     session_id: UUID,
     path: str,
     content: bytes,
-    settings: Settings,
+    limits: WorkspaceSettings,
     *,
     create_only: bool = False,
     locked: bool = False,
@@ -214,98 +247,61 @@ async def write_file(
     Must run inside a transaction: it takes the workspace lock (unless the caller ``locked``
     it already, e.g. with ``access.owned_session(..., lock=True)``).
     """
-    check_file_size(len(content), settings)
+    check_file_size(len(content), limits)
     if not locked:
         await lock(session_id)
+    now = utc_now()
     parents = parents_of(path)
-    async with db.connection() as conn:
-        if not create_only:
-            # The editor's save: replacing a file that exists, within the byte quota, is one
-            # statement; anything else (new file, directory, quota) takes the full path below.
-            row = await conn.fetchrow(
-                _REPLACE_FILE,
-                session_id,
-                path,
-                content,
-                len(content),
-                sha256(content),
-                utc_now(),
-                settings.max_workspace_bytes,
-            )
-            if row is not None:
-                return meta(row), False
-        rows = await conn.fetch(_ENTRIES_AND_USAGE, session_id, [*parents, path])
-        usage_row = next(row for row in rows if row["path"] is None)
-        existing = {row["path"]: row for row in rows if row["path"] is not None}
-        for parent in parents:
-            if parent in existing and existing[parent]["type"] != "directory":
-                raise Conflict(f"path: '{parent}' is a file, so it cannot hold '{path}'")
-        current = existing.get(path)
-        if current is not None and current["type"] == "directory":
-            raise Conflict(f"path: '{path}' is a directory")
-        if current is not None and create_only:
-            raise Conflict(f"path: '{path}' already exists")
-        missing_parents = [parent for parent in parents if parent not in existing]
-        added_entries = len(missing_parents) + (0 if current is not None else 1)
-        added_bytes = len(content) - (current["size"] if current is not None else 0)
-        _check_quota_of(usage_row, added_entries, added_bytes, settings)
-        now = utc_now()
-        if missing_parents:
-            await _insert_directories(conn, session_id, missing_parents, now)
-        row = await conn.fetchrow(
-            _UPSERT_FILE, session_id, path, content, len(content), sha256(content), now
-        )
+    existing = await _entries(session_id, [*parents, path])
+    for parent in parents:
+        if parent in existing and existing[parent]["type"] != "directory":
+            raise Conflict(f"path: '{parent}' is a file, so it cannot hold '{path}'")
+    current = existing.get(path)
+    if current is not None and current["type"] == "directory":
+        raise Conflict(f"path: '{path}' is a directory")
+    if current is not None and create_only:
+        raise Conflict(f"path: '{path}' already exists")
+    missing = [parent for parent in parents if parent not in existing]
+    added_bytes = len(content) - (current["size"] if current is not None else 0)
+    _check_quota(await _usage(session_id), len(missing) + (current is None), added_bytes, limits)
+    await _insert_directories(session_id, missing, now)
+    (row,) = await _upsert_files(session_id, {path: content}, now)
+    await session_store.touch(session_id, now)
     return meta(row), current is None
 
 
-async def make_directory(session_id: UUID, path: str, settings: Settings) -> tuple[FileMeta, bool]:
+async def make_directory(
+    session_id: UUID, path: str, limits: WorkspaceSettings
+) -> tuple[FileMeta, bool]:
     """Create a directory (and its parents); existing directories are fine, files are not."""
     await lock(session_id)
-    parents = parents_of(path)
-    async with db.connection() as conn:
-        rows = await conn.fetch(
-            f"SELECT {_META_COLUMNS} FROM workspace_files "
-            "WHERE session_id = $1 AND path = ANY($2::text[])",
-            session_id,
-            [*parents, path],
-        )
-        existing = {row["path"]: row for row in rows}
-        for candidate in [*parents, path]:
-            if candidate in existing and existing[candidate]["type"] != "directory":
-                raise Conflict(f"path: '{candidate}' is a file")
-        if path in existing:
-            return meta(existing[path]), False
-        missing = [candidate for candidate in [*parents, path] if candidate not in existing]
-        await _check_quota(conn, session_id, len(missing), 0, settings)
-        now = utc_now()
-        await _insert_directories(conn, session_id, missing, now)
-        row = await conn.fetchrow(
-            f"SELECT {_META_COLUMNS} FROM workspace_files WHERE session_id = $1 AND path = $2",
-            session_id,
-            path,
-        )
-        await conn.execute("UPDATE sessions SET updated_at = $2 WHERE id = $1", session_id, now)
-    return meta(row), True
+    wanted = [*parents_of(path), path]
+    existing = await _entries(session_id, wanted)
+    for candidate in wanted:
+        if candidate in existing and existing[candidate]["type"] != "directory":
+            raise Conflict(f"path: '{candidate}' is a file")
+    if path in existing:
+        return meta(existing[path]), False
+    missing = [candidate for candidate in wanted if candidate not in existing]
+    _check_quota(await _usage(session_id), len(missing), 0, limits)
+    now = utc_now()
+    await _insert_directories(session_id, missing, now)
+    await session_store.touch(session_id, now)
+    return meta((await _entries(session_id, [path]))[path]), True
 
 
 async def delete_path(session_id: UUID, path: str) -> int:
     """Delete a file, or a directory and everything under it. 404 when nothing is there."""
     await lock(session_id)
-    async with db.connection() as conn:
-        status = await conn.execute(
-            "DELETE FROM workspace_files WHERE session_id = $1 "
-            "AND (path = $2 OR starts_with(path, $3))",
-            session_id,
-            path,
-            path + "/",
-        )
-        deleted = int(status.split()[-1])
-        if deleted == 0:
-            raise NotFound(f"path: '{path}' does not exist")
-        await conn.execute(
-            "UPDATE sessions SET updated_at = $2 WHERE id = $1", session_id, utc_now()
-        )
-    return deleted
+    gone = await (
+        WorkspaceFile.delete()
+        .where((_OF == session_id) & in_subtree(WorkspaceFile.path, path))
+        .returning(WorkspaceFile.id)
+    )
+    if not gone:
+        raise NotFound(f"path: '{path}' does not exist")
+    await session_store.touch(session_id, utc_now())
+    return len(gone)
 
 
 async def apply_changes(
@@ -321,61 +317,83 @@ async def apply_changes(
     directory lands cleanly.
     """
     now = utc_now()
-    async with db.connection() as conn:
-        gone = sorted(set(deleted))
-        if gone:
-            await conn.execute(
-                "DELETE FROM workspace_files WHERE session_id = $1 AND path = ANY($2::text[])",
-                session_id,
-                gone,
-            )
-        new_directories = sorted(set(directories))
-        if new_directories:
-            await _insert_directories(conn, session_id, new_directories, now)
-        if files:
-            await conn.executemany(
-                "INSERT INTO workspace_files "
-                "(session_id, path, type, content, size, sha256, version, created_at, updated_at) "
-                "VALUES ($1, $2, 'file', $3, $4, $5, 1, $6, $6) "
-                "ON CONFLICT (session_id, path) DO UPDATE SET content = EXCLUDED.content, "
-                "size = EXCLUDED.size, sha256 = EXCLUDED.sha256, type = 'file', "
-                "version = workspace_files.version + 1, updated_at = EXCLUDED.updated_at",
-                [
-                    (session_id, path, content, len(content), sha256(content), now)
-                    for path, content in sorted(files.items())
+    gone = sorted(set(deleted))
+    for start in range(0, len(gone), _BATCH):
+        await WorkspaceFile.delete().where(
+            (_OF == session_id) & WorkspaceFile.path.is_in(gone[start : start + _BATCH])
+        )
+    new_directories = sorted(set(directories))
+    await _insert_directories(session_id, new_directories, now)
+    await _upsert_files(session_id, files, now)
+    if gone or new_directories or files:
+        await session_store.touch(session_id, now)
+
+
+async def _entries(session_id: UUID, paths: list[str]) -> dict[str, dict[str, Any]]:
+    rows = await WorkspaceFile.select(*META).where(
+        (_OF == session_id) & WorkspaceFile.path.is_in(paths)
+    )
+    return {row["path"]: row for row in rows}
+
+
+async def _insert_directories(session_id: UUID, paths: list[str], now: datetime) -> None:
+    rows = [
+        WorkspaceFile(
+            session_id=session_id,
+            path=path,
+            type="directory",
+            content=None,
+            size=0,
+            sha256=None,
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
+        for path in paths
+    ]
+    for start in range(0, len(rows), _BATCH):
+        await WorkspaceFile.insert(*rows[start : start + _BATCH]).on_conflict(
+            target=(WorkspaceFile.session_id, WorkspaceFile.path), action="DO NOTHING"
+        )
+
+
+_NEXT_VERSION = QueryString(f"{WorkspaceFile._meta.tablename}.version + 1")
+
+
+async def _upsert_files(
+    session_id: UUID, files: Mapping[str, bytes], now: datetime
+) -> list[dict[str, Any]]:
+    """Create or replace these files (a replaced one gets the next version); their rows."""
+    rows = [
+        WorkspaceFile(
+            session_id=session_id,
+            path=path,
+            type="file",
+            content=content,
+            size=len(content),
+            sha256=sha256(content),
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
+        for path, content in sorted(files.items())
+    ]
+    written: list[dict[str, Any]] = []
+    for start in range(0, len(rows), _BATCH):
+        written += await (
+            WorkspaceFile.insert(*rows[start : start + _BATCH])
+            .on_conflict(
+                target=(WorkspaceFile.session_id, WorkspaceFile.path),
+                action="DO UPDATE",
+                values=[
+                    WorkspaceFile.type,
+                    WorkspaceFile.content,
+                    WorkspaceFile.size,
+                    WorkspaceFile.sha256,
+                    WorkspaceFile.updated_at,
+                    (WorkspaceFile.version, _NEXT_VERSION),
                 ],
             )
-        if gone or new_directories or files:
-            await conn.execute("UPDATE sessions SET updated_at = $2 WHERE id = $1", session_id, now)
-
-
-async def _insert_directories(
-    conn: object, session_id: UUID, paths: list[str], now: datetime
-) -> None:
-    await conn.executemany(  # type: ignore[attr-defined]
-        "INSERT INTO workspace_files "
-        "(session_id, path, type, content, size, sha256, version, created_at, updated_at) "
-        "VALUES ($1, $2, 'directory', NULL, 0, NULL, 1, $3, $3) "
-        "ON CONFLICT (session_id, path) DO NOTHING",
-        [(session_id, path, now) for path in paths],
-    )
-
-
-async def _check_quota(
-    conn: object, session_id: UUID, added_entries: int, added_bytes: int, settings: Settings
-) -> None:
-    row = await conn.fetchrow(  # type: ignore[attr-defined]
-        "SELECT count(*) AS entries, coalesce(sum(size), 0) AS bytes "
-        "FROM workspace_files WHERE session_id = $1",
-        session_id,
-    )
-    _check_quota_of(row, added_entries, added_bytes, settings)
-
-
-def _check_quota_of(
-    row: Mapping[str, int], added_entries: int, added_bytes: int, settings: Settings
-) -> None:
-    if added_entries > 0 and row["entries"] + added_entries > settings.max_workspace_entries:
-        raise TooLarge(f"workspace: at most {settings.max_workspace_entries} files and directories")
-    if added_bytes > 0 and row["bytes"] + added_bytes > settings.max_workspace_bytes:
-        raise TooLarge(f"workspace: at most {settings.max_workspace_bytes} bytes in all")
+            .returning(*META)
+        )
+    return written

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -43,6 +43,20 @@ def database_url() -> Iterator[str]:
     """A brand-new, empty database for this test run; dropped afterwards."""
     with fresh_database("cep_test", "test-pg") as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+async def database(database_url: str) -> AsyncIterator[None]:
+    """This process's own pool on the test database, migrated: for the tests that call the
+    services directly, without the gateway."""
+    from shared import db
+    from shared.config import DatabaseSettings, Settings
+
+    await db.start(Settings(database=DatabaseSettings(url=database_url, pool_max=8)))
+    try:
+        yield
+    finally:
+        await db.stop()
 
 
 def start_platform(database_url: str, extra_env: dict[str, str] | None = None) -> Platform:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.config import Settings
 from shared.execution.local_sandbox import SYSTEM_DIRS
 from shared.execution.sandbox_limits import (
     CgroupError,
@@ -645,7 +646,10 @@ def test_cgroup_v2_delegation_and_limits_are_written_as_the_kernel_expects(base:
 
 
 def test_limits_are_read_from_the_environment_with_safe_defaults() -> None:
-    limits = SandboxLimits.from_env(
+    def read(env: dict[str, str]) -> SandboxLimits:
+        return Settings.from_env(env).execution.sandbox.limits
+
+    limits = read(
         {"SANDBOX_MEMORY_MB": "2048", "SANDBOX_MAX_PROCESSES": "100", "SANDBOX_CPU_WEIGHT": "50",
          "SANDBOX_CPU_LIMIT": "1.5", "SANDBOX_WORKSPACE_MB": "512", "SANDBOX_SHM_MB": "32",
          "SANDBOX_HOST_UID_BASE": "200000", "SANDBOX_HOST_UID_COUNT": "1000",
@@ -655,8 +659,8 @@ def test_limits_are_read_from_the_environment_with_safe_defaults() -> None:
         2048, 100, 50, 1.5)  # fmt: skip
     assert (limits.workspace_mb, limits.shm_mb, limits.host_uid_base) == (512, 32, 200000)
     assert limits.cgroup_parent == "/cep" and limits.uid_lease_dir == Path("/run/x")
-    assert SandboxLimits.from_env({}) == SandboxLimits()
+    assert read({}) == SandboxLimits()
     for bad in ({"SANDBOX_MEMORY_MB": "lots"}, {"SANDBOX_CPU_WEIGHT": "0"},
                 {"SANDBOX_MEMORY_MB": "256", "SANDBOX_MAX_TMP_MB": "256"}):  # fmt: skip
         with pytest.raises(ValueError, match="SANDBOX_"):
-            SandboxLimits.from_env(bad)
+            read(bad)

@@ -43,9 +43,7 @@ def test_settings_read_every_execution_variable_from_the_environment() -> None:
     assert (sandbox.isolation, sandbox.max_memory_mb, sandbox.max_file_mb) == ("none", 512, 10)
     assert (sandbox.max_open_files, sandbox.cpu_seconds, sandbox.warm_spares) == (256, 60, 0)
     assert sandbox.limits.max_processes == 64
-    assert (
-        settings.execution.idle_seconds == 60 and settings.execution.max_environments_per_user == 2
-    )
+    assert settings.execution.idle_seconds == 60 and settings.quotas.environments_per_user == 2
     assert Settings.from_env({}).execution == ExecutionSettings(
         sandbox=SandboxSettings(root=Settings().data_dir / "sandboxes")
     )

@@ -7,7 +7,6 @@ route and its relay call, are then exercised in this process on the same databas
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from uuid import UUID
 
 import anyio
@@ -16,20 +15,9 @@ import pytest
 
 from shared import db, tickets
 from shared.auth import hash_token, valid_token_hashes
-from shared.config import Settings
-from tests.helpers import Platform, User, new_user, new_workspace
+from tests.helpers import User, new_user, new_workspace
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def database(platform: Platform, database_url: str) -> AsyncIterator[None]:
-    """This process's pool on the test database (which the platform has migrated)."""
-    await db.start(Settings(database_url=database_url, db_migrate_on_start=False))
-    try:
-        yield
-    finally:
-        await db.stop()
 
 
 @pytest.fixture

@@ -26,17 +26,15 @@ from functions.reviews.schemas import (
 from shared.auth import AuthUser
 from shared.envelope import Envelope, ListEnvelope, ok, ok_list
 from shared.errors import error_responses
-from shared.schemas import Limit, PositiveInt, Skip
+from shared.schemas import LIMIT, MAX_ID, SKIP, PositiveInt
 
 # Parameter specs, built once (they document the constraints in the OpenAPI too).
-REVIEW_ID = Parameter(ge=1, le=2_147_483_647, description="The review's id")
-SKIP = Parameter(default=0, ge=0, le=1_000_000, description="How many matches to skip")
-LIMIT = Parameter(default=50, ge=1, le=100, description="At most this many items")
+REVIEW_ID = Parameter(ge=1, le=MAX_ID, description="The review's id")
 ASSIGNED_TO = Parameter(
-    default=None, ge=1, le=2_147_483_647, description="Only reviews assigned to this user id"
+    default=None, ge=1, le=MAX_ID, description="Only reviews assigned to this user id"
 )
 SUBMITTED_BY = Parameter(
-    default=None, ge=1, le=2_147_483_647, description="Only reviews submitted by this user id"
+    default=None, ge=1, le=MAX_ID, description="Only reviews submitted by this user id"
 )
 
 
@@ -63,8 +61,8 @@ class ReviewsController(Controller):
         priority: Priority | None = None,
         assigned_to: PositiveInt | None = ASSIGNED_TO,
         submitted_by: PositiveInt | None = SUBMITTED_BY,
-        skip: Skip = SKIP,
-        limit: Limit = LIMIT,
+        skip: int = SKIP,
+        limit: int = LIMIT,
     ) -> ListEnvelope[Review]:
         """Reviews you may see, newest first: submitted by you, assigned to you, and (for
         reviewers) unassigned pending ones. `count` is the total matching the filters."""
@@ -138,8 +136,8 @@ class ReviewsController(Controller):
         self,
         user: AuthUser,
         review_id: int = REVIEW_ID,
-        skip: Skip = SKIP,
-        limit: Limit = LIMIT,
+        skip: int = SKIP,
+        limit: int = LIMIT,
     ) -> ListEnvelope[HistoryEntry]:
         """Every change of a review you may see, oldest first (an addition to the contract)."""
         items, total = await service.history(user, review_id, skip, limit)

@@ -34,9 +34,11 @@ class SessionsController(Controller):
     tags = ["sessions"]
 
     @post("/", operation_id="create_session", status_code=201, responses=error_responses(429))
-    async def create(self, user: AuthUser, data: SessionCreate) -> Envelope[Session]:
+    async def create(
+        self, user: AuthUser, data: SessionCreate, settings: Settings
+    ) -> Envelope[Session]:
         """Create a workspace owned by the caller (429 once they own MAX_SESSIONS_PER_USER)."""
-        return ok(await service.create(user, data), "Session created")
+        return ok(await service.create(user, data, settings), "Session created")
 
     @get("/", operation_id="list_sessions")
     async def list(

@@ -8,6 +8,7 @@ from uuid import UUID
 
 import msgspec
 
+from shared.schemas import Session
 from shared.workspace_store import FileMeta
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
@@ -23,16 +24,6 @@ class SessionCreate(msgspec.Struct):
 class SessionUpdate(msgspec.Struct):
     name: Name | None = None
     is_active: bool | None = None
-
-
-class Session(msgspec.Struct):
-    id: UUID
-    user_id: int
-    name: str
-    language: str
-    is_active: bool
-    created_at: datetime
-    updated_at: datetime
 
 
 class LegacySessionCreate(msgspec.Struct):
@@ -81,4 +72,4 @@ class FileContentBody(msgspec.Struct):
     encoding: Annotated[str, msgspec.Meta(pattern="^(utf-8|base64)$")] = "utf-8"
 
 
-__all__ = ["FileMeta"]
+__all__ = ["FileMeta", "Session"]

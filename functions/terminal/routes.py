@@ -27,6 +27,7 @@ from shared.auth import (
     user_for_token,
     user_for_token_hash,
 )
+from shared.config import HttpSettings, Settings
 from shared.envelope import Envelope, ok
 from shared.errors import Conflict, database_unavailable, error_responses
 from shared.execution.base import ExecutionError, ExecutionState
@@ -43,7 +44,9 @@ CLOSE_TRY_AGAIN = 1013
 CLOSE_INTERNAL = 1011
 
 
-async def _caller(socket: WebSocket, session_id: UUID) -> tuple[AuthUser | None, str | None]:
+async def _caller(
+    socket: WebSocket, session_id: UUID, http: HttpSettings
+) -> tuple[AuthUser | None, str | None]:
     """The user and the hash of the login token behind this connection: a single-use
     ticket, or the login cookie / bearer header."""
     ticket = socket.query_params.get("ticket")
@@ -54,17 +57,17 @@ async def _caller(socket: WebSocket, session_id: UUID) -> tuple[AuthUser | None,
         user_id, token_hash = redeemed
         user = await user_for_token_hash(token_hash)
         return (user, token_hash) if user is not None and user.id == user_id else (None, None)
-    token = token_from_connection(socket)
+    token = token_from_connection(socket, http)
     user = await user_for_token(token)
     return user, (hash_token(token) if user is not None and token else None)
 
 
 @websocket("/api/terminal/ws/{session_id:uuid}")
 async def terminal_socket(
-    socket: WebSocket, session_id: UUID, runtime: ExecutionRuntime | None
+    socket: WebSocket, session_id: UUID, runtime: ExecutionRuntime | None, settings: Settings
 ) -> None:
     try:
-        await _serve(socket, session_id, runtime)
+        await _serve(socket, session_id, runtime, settings.http)
     except Exception:
         # Litestar would close with 4500 and log nothing: say it in the log, 1011 on the wire.
         log.exception("terminal of %s failed", session_id)
@@ -74,11 +77,13 @@ async def terminal_socket(
             pass
 
 
-async def _serve(socket: WebSocket, session_id: UUID, runtime: ExecutionRuntime | None) -> None:
+async def _serve(
+    socket: WebSocket, session_id: UUID, runtime: ExecutionRuntime | None, http: HttpSettings
+) -> None:
     channel = CHANNEL_PROTOCOL in (socket.scope.get("subprotocols") or [])
     await socket.accept(subprotocols=CHANNEL_PROTOCOL if channel else None)
     try:
-        user, token_hash = await _caller(socket, session_id)
+        user, token_hash = await _caller(socket, session_id, http)
         access = await session_access(session_id, user) if user is not None else None
     except Exception as exc:
         if not database_unavailable(exc):

@@ -15,7 +15,7 @@ from functions.users.schemas import (
     UserRegister,
 )
 from shared.auth import AuthUser
-from shared.config import get_settings
+from shared.config import Settings
 from shared.envelope import Envelope, ListEnvelope, ok, ok_list
 from shared.errors import error_responses
 from shared.schemas import LIMIT, SKIP, UserProfile, UserPublic
@@ -32,37 +32,41 @@ class UsersController(Controller):
         status_code=201,
         responses=error_responses(409, 429),
     )
-    async def register(self, request: Request, data: UserRegister) -> Envelope[Registered]:
+    async def register(
+        self, request: Request, data: UserRegister, settings: Settings
+    ) -> Envelope[Registered]:
         """Create an account. Usernames are unique case-insensitively, emails too.
 
         Rate limited per client address (429 with Retry-After)."""
-        settings = get_settings()
-        registered = await service.register(data, client_address(request.scope), settings)
+        address = client_address(request.scope, settings.http)
+        registered = await service.register(data, address, settings.auth)
         return ok(registered, "User registered")
 
     @post("/login", operation_id="login", status_code=200, responses=error_responses(401, 429))
-    async def login(self, request: Request, data: UserLogin) -> Response[Envelope[LoggedIn]]:
+    async def login(
+        self, request: Request, data: UserLogin, settings: Settings
+    ) -> Response[Envelope[LoggedIn]]:
         """Log in with username (or email) and password; the token comes back and as a cookie."""
-        settings = get_settings()
-        address = client_address(request.scope)
-        result = await service.login(data.username, data.password, address, settings)
+        address = client_address(request.scope, settings.http)
+        result = await service.login(data.username, data.password, address, settings.auth)
         cookie = Cookie(
-            key=settings.cookie_name,
+            key=settings.http.cookie_name,
             value=result.token,
-            max_age=settings.token_ttl_seconds,
+            max_age=settings.auth.token_ttl_seconds,
             httponly=True,
             samesite="lax",
-            secure=settings.cookie_secure,
+            secure=settings.http.cookie_secure,
             path="/",
         )
         return Response(ok(result, "Logged in"), cookies=[cookie])
 
     @post("/logout", operation_id="logout", status_code=200)
-    async def logout(self, user: AuthUser) -> Response[Envelope[LoggedOut]]:
+    async def logout(self, user: AuthUser, settings: Settings) -> Response[Envelope[LoggedOut]]:
         """Revoke the token this request carries, everywhere."""
         revoked = await service.logout(user)
-        settings = get_settings()
-        expired = Cookie(key=settings.cookie_name, value="", max_age=0, httponly=True, path="/")
+        expired = Cookie(
+            key=settings.http.cookie_name, value="", max_age=0, httponly=True, path="/"
+        )
         return Response(ok(LoggedOut(revoked=revoked), "Logged out"), cookies=[expired])
 
     @get("/me", operation_id="me")

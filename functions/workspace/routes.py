@@ -22,6 +22,7 @@ from functions.workspace.schemas import (
     WorkspaceStatus,
 )
 from shared import workspace_service
+from shared.app_factory import app_settings
 from shared.auth import AuthUser, token_from_connection
 from shared.config import Settings
 from shared.envelope import Envelope, ListEnvelope, ok, ok_list
@@ -91,7 +92,7 @@ class WorkspaceController(Controller):
         """A file's content: UTF-8 text as is, other bytes base64 (``encoding: "base64"``).
         ETag carries its version. A directory's path -> 400 (list the workspace instead)."""
         path = url_path(request, file_path, "file_path")
-        token = token_from_connection(request)
+        token = token_from_connection(request, app_settings(request).http)
         content = await service.read_file(runtime, workspace_id, token, path)
         return Response(
             ok(content, "File content"), headers={"ETag": workspace_service.etag(content.version)}
@@ -111,13 +112,13 @@ class WorkspaceController(Controller):
         file_path: str,
         data: FileWrite,
         runtime: ExecutionRuntime | None,
-        settings: Settings,
         if_match: IfMatch = None,
     ) -> Response[Envelope[FileMeta]]:
         """Create or replace a file (200 either way; the message says which). With If-Match,
         only while the file is still at that version (412 otherwise)."""
         path = url_path(request, file_path, "file_path")
-        token = token_from_connection(request)
+        settings = app_settings(request)
+        token = token_from_connection(request, settings.http)
         meta, created = await service.write_file(
             runtime, settings, workspace_id, token, path, data, if_match
         )

@@ -8,7 +8,6 @@ is synced back first, so the API never serves stale files.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from uuid import UUID
 
@@ -24,8 +23,8 @@ from functions.workspace.schemas import (
     SyncConflict,
     WorkspaceStatus,
 )
-from shared import db, workspace_service, workspace_store
-from shared.access import NOT_FOUND_MESSAGE, owned_session, readable_session, reviewer_reads
+from shared import session_store, workspace_service, workspace_store
+from shared.access import NOT_FOUND_MESSAGE, owned_session, readable_session
 from shared.auth import UNAUTHORIZED_MESSAGE, AuthUser, presented_token_hash, user_for_token
 from shared.config import Settings
 from shared.content import decode_content, encode_content
@@ -84,20 +83,6 @@ async def list_files(
     return await workspace_store.list_files(session_id)
 
 
-# Token, access check and the file row in one round trip: the authenticated GET is benchmarked.
-# No row: the token is not valid; is_owner NULL: no such workspace.
-_READ_FILE = f"""
-SELECT coalesce(s.user_id = t.user_id, false) AS is_owner,
-       coalesce({reviewer_reads("s.id", "t.user_id", "u.is_reviewer")}, false) AS can_review,
-       f.type, f.content, f.size, f.version, f.updated_at
-FROM login_tokens t
-JOIN users u ON u.id = t.user_id
-LEFT JOIN sessions s ON s.id = $2
-LEFT JOIN workspace_files f ON f.session_id = s.id AND f.path = $3
-WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > now()
-"""
-
-
 async def read_file(
     runtime: ExecutionRuntime | None, session_id: UUID, token: str | None, path: str
 ) -> FileContent:
@@ -110,8 +95,7 @@ async def read_file(
     token_hash = presented_token_hash(token)
     if token_hash is None:
         raise Unauthorized(UNAUTHORIZED_MESSAGE)
-    async with db.connection() as conn:
-        row = await conn.fetchrow(_READ_FILE, token_hash, session_id, path)
+    row = await workspace_store.read_for_token(token_hash, session_id, path)
     if row is None:
         raise Unauthorized(UNAUTHORIZED_MESSAGE)
     if not (row["is_owner"] or row["can_review"]):
@@ -137,12 +121,6 @@ def _count(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
-def _json_list(raw: object) -> list[dict[str, object]]:
-    if isinstance(raw, (str, bytes)):
-        raw = json.loads(raw)
-    return [item for item in raw or [] if isinstance(item, dict)]  # type: ignore[union-attr]
-
-
 async def workspace_status(
     runtime: ExecutionRuntime | None, session_id: UUID, user: AuthUser
 ) -> WorkspaceStatus:
@@ -152,21 +130,11 @@ async def workspace_status(
     except Exception:  # noqa: BLE001 - the status reports a failing sync, it does not fail
         pass
     environment = await runtime.status(session_id) if runtime is not None else None
-    async with db.connection() as conn:
-        row = await conn.fetchrow(
-            "SELECT s.sync_skipped, s.last_synced_at, s.sync_error, s.sync_failed_at, "
-            "s.sync_conflicts, "
-            "(SELECT count(*) FILTER (WHERE type = 'file') FROM workspace_files "
-            " WHERE session_id = s.id) AS files, "
-            "(SELECT count(*) FILTER (WHERE type = 'directory') FROM workspace_files "
-            " WHERE session_id = s.id) AS directories "
-            "FROM sessions s WHERE s.id = $1",
-            session_id,
-        )
+    row = await session_store.sync_state(session_id)
     if row is None:  # deleted between the access check and now
         raise NotFound(NOT_FOUND_MESSAGE)
     state = ExecutionState(environment.state) if environment else ExecutionState.STOPPED
-    files, directories = int(row["files"]), int(row["directories"])
+    files, directories = await workspace_store.counts(session_id)
     initialized = files + directories > 0
     status = state.value if state is not ExecutionState.STOPPED else (
         "ready" if initialized else "uninitialized"
@@ -196,14 +164,16 @@ async def workspace_status(
         active_connections=runtime.active_connections(session_id) if runtime else 0,
         sync_skipped=[
             SkippedEntry(path=str(item.get("path", "")), reason=str(item.get("reason", "")))
-            for item in _json_list(row["sync_skipped"])
+            for item in row["sync_skipped"]
+            if isinstance(item, dict)
         ],
         last_synced_at=row["last_synced_at"],
         sync_error=row["sync_error"],
         sync_failed_at=row["sync_failed_at"],
         sync_conflicts=[
             SyncConflict(path=str(item.get("path", "")), kept_as=str(item.get("kept_as", "")))
-            for item in _json_list(row["sync_conflicts"])
+            for item in row["sync_conflicts"]
+            if isinstance(item, dict)
         ],
     )
 

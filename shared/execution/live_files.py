@@ -38,7 +38,7 @@ async def _changed_in_environment(
     runtime: ExecutionRuntime, session_id: UUID, client: AgentClient, paths: Sequence[str]
 ) -> bool:
     """Whether any of ``paths`` differs in the environment from the baseline."""
-    limit = runtime.settings.max_file_bytes
+    limit = runtime.settings.workspace.max_file_bytes
     found = await client.read_files(list(paths), limit)
     base = await environment_store.baseline(session_id)
     for path in paths:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from shared import db
+from shared import session_store
 
 if TYPE_CHECKING:
     from shared.execution.runtime import ExecutionRuntime
@@ -43,12 +43,7 @@ async def reap_once(runtime: ExecutionRuntime) -> None:
     running = list(await runtime.backend_or_fail().running())
     if not running:
         return
-    ids = [e.session_id for e in running]
-    async with db.connection() as conn:
-        rows = await conn.fetch(
-            "SELECT id, terminal_seen_at FROM sessions WHERE id = ANY($1::uuid[])", ids
-        )
-    seen = {row["id"]: row["terminal_seen_at"] for row in rows}
+    seen = await session_store.terminals_seen([e.session_id for e in running])
     now = datetime.now(UTC)
     for environment in running:
         session_id = environment.session_id

@@ -13,7 +13,7 @@ from uuid import UUID
 import anyio
 import attrs
 
-from shared import db
+from shared import session_store
 from shared.auth import valid_token_hashes
 
 log = logging.getLogger(__name__)
@@ -86,12 +86,7 @@ class Relays:
             attached = list(self._by_session)
             if attached:
                 try:
-                    async with db.connection() as conn:
-                        await conn.execute(
-                            "UPDATE sessions SET terminal_seen_at = now() "
-                            "WHERE id = ANY($1::uuid[])",
-                            attached,
-                        )
+                    await session_store.mark_terminals_seen(attached)
                 except Exception as exc:
                     log.info("could not record attached terminals: %r", exc)
             await anyio.sleep(every)

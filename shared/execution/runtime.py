@@ -167,7 +167,7 @@ class ExecutionRuntime:
                     # Whoever started it died before its files were in: put them in now.
                     await self.sync.materialize(session_id, self.client(endpoint))
                 return endpoint, status
-            limit = self.config.max_environments_per_user
+            limit = self.settings.quotas.environments_per_user
             running = [e for e in await backend.running() if e.owner_id == owner_id]
             if len(running) >= limit:
                 raise QuotaReached(
@@ -266,7 +266,7 @@ class ExecutionRuntime:
         """Start (or find) the environment and attach a viewer to its shell (the caller has
         registered its relay already, so it counts itself)."""
         endpoint, status = await self.ensure_environment(session_id, owner_id)
-        limit = self.config.max_terminals_per_session
+        limit = self.settings.quotas.terminals_per_session
         viewers = self.relays.count(session_id) - 1
         if status is not None:  # other replicas' viewers too, as the agent counts them
             viewers = max(viewers, sum(t.viewers for t in status.terminals if t.name == "main"))

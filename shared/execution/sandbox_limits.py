@@ -1,6 +1,6 @@
 """Host-side containment of each local sandbox: cgroup, workspace quota, host uid, tmpfs sizes.
 
-One ``SandboxContainment`` per server process reads ``SandboxLimits`` from the environment,
+One ``SandboxContainment`` per server process takes ``SandboxLimits`` (from the settings),
 detects what the host offers and sets up the parent cgroup once. ``create_slot`` then gives
 each slot its ``SlotLimits``: a unique host uid (``UidPool``), a cgroup (``CgroupSet``:
 memory including tmpfs and shared memory, processes, CPU weight) and a ``/workspace`` with a
@@ -37,22 +37,9 @@ log = logging.getLogger(__name__)
 MIB = 2**20
 
 
-def _number(env: Mapping[str, str], key: str, default: float, low: float, high: float) -> Any:
-    raw = env.get(key, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw) if isinstance(default, float) else int(raw)
-    except ValueError:
-        raise ValueError(f"{key} must be a number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ValueError(f"{key} must be between {low} and {high}, got {raw}")
-    return value
-
-
 @attrs.frozen
 class SandboxLimits:
-    """What each sandbox may use, read from the environment by ``from_env``."""
+    """What each sandbox may use (``shared.config`` reads it from the environment)."""
 
     memory_mb: int = 1024  # whole sandbox: processes, page cache, tmpfs, shared memory
     max_processes: int = 256
@@ -78,26 +65,6 @@ class SandboxLimits:
                 f"SANDBOX_MAX_TMP_MB + SANDBOX_SHM_MB ({self.tmp_mb} + {self.shm_mb}) must be "
                 f"less than SANDBOX_MEMORY_MB ({self.memory_mb})"
             )
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> SandboxLimits:
-        return cls(
-            memory_mb=_number(env, "SANDBOX_MEMORY_MB", 1024, 16, 2**20),
-            max_processes=_number(env, "SANDBOX_MAX_PROCESSES", 256, 8, 2**22),
-            cpu_weight=_number(env, "SANDBOX_CPU_WEIGHT", 100, 1, 10000),
-            cpu_limit=_number(env, "SANDBOX_CPU_LIMIT", 0.0, 0.0, 1024.0),
-            parent_cpu_weight=_number(env, "SANDBOX_PARENT_CPU_WEIGHT", 10, 1, 10000),
-            total_memory_percent=_number(env, "SANDBOX_TOTAL_MEMORY_PERCENT", 75, 0, 100),
-            total_processes=_number(env, "SANDBOX_TOTAL_PROCESSES", 0, 0, 2**22),
-            workspace_mb=_number(env, "SANDBOX_WORKSPACE_MB", 1024, 16, 2**24),
-            disk_min_free_mb=_number(env, "SANDBOX_DISK_MIN_FREE_MB", 2048, 0, 2**30),
-            tmp_mb=_number(env, "SANDBOX_MAX_TMP_MB", 256, 1, 2**20),
-            shm_mb=_number(env, "SANDBOX_SHM_MB", 64, 1, 2**20),
-            host_uid_base=_number(env, "SANDBOX_HOST_UID_BASE", 0x70000000, 1000, 2**31 - 2),
-            host_uid_count=_number(env, "SANDBOX_HOST_UID_COUNT", 65536, 1, 2**24),
-            cgroup_parent=env.get("SANDBOX_CGROUP_PARENT", "").strip() or DEFAULT_PARENT,
-            uid_lease_dir=Path(env.get("SANDBOX_UID_LEASE_DIR", "").strip() or DEFAULT_LEASE_DIR),
-        )
 
 
 def bwrap_tmpfs_args(limits: SandboxLimits) -> list[str]:

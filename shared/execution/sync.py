@@ -16,14 +16,13 @@ A sync that could not finish (the agent unreachable, its disk full, the database
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Collection, Mapping
 from uuid import UUID
 
 import attrs
 
-from shared import db, environment_store, workspace_store
+from shared import db, environment_store, session_store, workspace_store
 from shared.agent.paths import parents_of
 from shared.config import Settings
 from shared.envelope import utc_now
@@ -91,8 +90,8 @@ class SyncEngine:
         async with workspace_store.exclusive(session_id):
             # Scanned under the lock: an API write pushed between a scan and the merge would
             # look like the shell's change (its file "deleted", or stored again as new).
-            scan = await client.scan(self.ignore, settings.max_file_bytes,
-                                     settings.max_workspace_entries)  # fmt: skip
+            scan = await client.scan(self.ignore, settings.workspace.max_file_bytes,
+                                     settings.workspace.max_entries)  # fmt: skip
             return await self._sync_locked(session_id, client, scan)
 
     async def _sync_locked(
@@ -116,7 +115,8 @@ class SyncEngine:
         # What the environment changed: read it now (bounded), outside any transaction.
         wanted = [p for p, e in plan.to_db.items() if e is not None and e[0] == "file"]
         problems: dict[str, str] = {}
-        read = await client.read_files(wanted, settings.max_file_bytes, problems) if wanted else {}
+        limit = settings.workspace.max_file_bytes
+        read = await client.read_files(wanted, limit, problems) if wanted else {}
         to_db = dict(plan.to_db)
         files: dict[str, bytes] = {}
         for path in wanted:
@@ -198,8 +198,8 @@ class SyncEngine:
         over: list[str] = []
         for path, content in sorted(files.items(), key=lambda item: len(item[1])):
             new = path not in stored
-            if total + len(content) > settings.max_workspace_bytes or (
-                new and entries > settings.max_workspace_entries
+            if total + len(content) > settings.workspace.max_bytes or (
+                new and entries > settings.workspace.max_entries
             ):
                 over.append(path)
                 entries -= 1 if new else 0
@@ -258,27 +258,10 @@ async def _record(
     conflicts: list[tuple[str, str]] | None = None,
 ) -> None:
     """The workspace status's view of the last sync."""
-    async with db.connection() as conn:
-        await conn.execute(
-            "UPDATE sessions SET sync_skipped = $2::jsonb, last_synced_at = $3, "
-            "sync_error = $4, sync_failed_at = CASE WHEN $4::text IS NULL THEN NULL "
-            "ELSE $3::timestamptz END, sync_conflicts = CASE WHEN $5::jsonb = '[]'::jsonb "
-            "THEN sync_conflicts ELSE (sync_conflicts || $5::jsonb) END WHERE id = $1",
-            session_id,
-            json.dumps([{"path": p, "reason": r} for p, r in skipped]),
-            utc_now(),
-            error,
-            json.dumps([{"path": p, "kept_as": k} for p, k in conflicts or []]),
-        )
+    await session_store.record_sync(session_id, utc_now(), skipped, conflicts or [], error)
 
 
 async def record_failure(session_id: UUID, message: str) -> None:
     """Make a failed sync visible in the workspace status (best effort: the database may be
     what failed)."""
-    async with db.connection() as conn:
-        await conn.execute(
-            "UPDATE sessions SET sync_error = $2, sync_failed_at = $3 WHERE id = $1",
-            session_id,
-            message[:500],
-            utc_now(),
-        )
+    await session_store.record_sync_failure(session_id, message, utc_now())
