@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import Platform, fresh_database
+from tests.helpers import TEST_WORKSPACE_MB, Platform, fresh_database
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,6 +79,9 @@ def start_platform(database_url: str, extra_env: dict[str, str] | None = None) -
         # in-memory account throttle has a test of its own.
         "AUTH_REQUESTS_PER_SECOND": "100000",
         "AUTH_REQUESTS_BURST": "100000",
+        # Every workspace volume reserves its blocks on the disk: the suite keeps dozens of
+        # environments alive at once, so 1 GiB each (the default) would take tens of GiB.
+        "SANDBOX_WORKSPACE_MB": str(TEST_WORKSPACE_MB),
         "LOG_LEVEL": "warning",
         **(extra_env or {}),
     }

@@ -19,6 +19,10 @@ PASSWORD = "correct horse battery"
 _counter = itertools.count(1)
 
 
+# The workspace volume of the suite's sandboxes (SANDBOX_WORKSPACE_MB), in MiB.
+TEST_WORKSPACE_MB = 64
+
+
 @dataclass
 class Platform:
     base_url: str

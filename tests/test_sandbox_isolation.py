@@ -11,7 +11,7 @@ import anyio
 import httpx
 import pytest
 
-from tests.helpers import Platform, User, new_user, new_workspace
+from tests.helpers import TEST_WORKSPACE_MB, Platform, User, new_user, new_workspace
 from tests.terminal_client import Terminal, open_terminal
 
 pytestmark = pytest.mark.anyio
@@ -147,6 +147,6 @@ async def test_every_tmpfs_has_a_size_and_the_root_is_read_only(
             assert written == "refused", place
         out = await term.run("head -c 80M /dev/zero > /dev/shm/big; echo $?; rm -f /dev/shm/big")
         assert out.splitlines()[-1] != "0"  # past its size: ENOSPC inside this sandbox only
-        # /workspace is a filesystem of its own, of SANDBOX_WORKSPACE_MB (1 GiB by default).
+        # /workspace is a filesystem of its own, of SANDBOX_WORKSPACE_MB.
         workspace_kib = int(await term.run("df -k --output=size /workspace | tail -1"))
-        assert 900 * 1024 < workspace_kib <= 1024 * 1024, workspace_kib
+        assert 0.85 * TEST_WORKSPACE_MB * 1024 < workspace_kib <= TEST_WORKSPACE_MB * 1024
