@@ -33,9 +33,17 @@ from shared.web_security import cookie_request_refusal
 
 T = TypeVar("T")
 
-_hasher = PasswordHasher()  # argon2id with the library's RFC 9106 defaults
-# Verifying against this when the user does not exist keeps both failures equally slow.
-_DUMMY_HASH = _hasher.hash("not a real password, only for timing")
+
+@functools.cache
+def _hasher(settings: AuthSettings) -> tuple[PasswordHasher, str]:
+    """argon2id at the configured cost, and a hash of that cost to verify against when the
+    user does not exist (so both failures are equally slow)."""
+    hasher = PasswordHasher(
+        time_cost=settings.password_hash_time_cost,
+        memory_cost=settings.password_hash_memory_kib,
+        parallelism=4,
+    )
+    return hasher, hasher.hash("not a real password, only for timing")
 
 
 class AuthUser(UserProfile, frozen=True):
@@ -72,13 +80,14 @@ def hash_pool(settings: AuthSettings) -> HashPool:
 
 
 async def hash_password(password: str, settings: AuthSettings) -> str:
-    return await hash_pool(settings).run(lambda: _hasher.hash(password))
+    return await hash_pool(settings).run(lambda: _hasher(settings)[0].hash(password))
 
 
 async def verify_password(password_hash: str | None, password: str, settings: AuthSettings) -> bool:
     def check() -> bool:
+        hasher, dummy = _hasher(settings)
         try:
-            return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
+            return hasher.verify(password_hash or dummy, password) and bool(password_hash)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 

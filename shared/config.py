@@ -197,6 +197,10 @@ class AuthSettings:
     requests_burst: float = 30.0
     password_hash_concurrency: int = 1  # PASSWORD_HASH_CONCURRENCY: argon2 at once (a core each)
     password_hash_queue: int = 32  # PASSWORD_HASH_QUEUE: waiting for a slot before 503
+    # argon2id's cost for new hashes (RFC 9106's low-memory profile by default); a stored
+    # hash keeps the cost it was made with, so lowering these never locks anybody out.
+    password_hash_memory_kib: int = 65536  # PASSWORD_HASH_MEMORY_KIB
+    password_hash_time_cost: int = 3  # PASSWORD_HASH_TIME_COST: passes over that memory
 
     @classmethod
     def read(cls, env: _Env) -> AuthSettings:
@@ -211,6 +215,8 @@ class AuthSettings:
             requests_burst=env.float("AUTH_REQUESTS_BURST", 30.0, minimum=0.99),
             password_hash_concurrency=env.int("PASSWORD_HASH_CONCURRENCY", 1),
             password_hash_queue=env.int("PASSWORD_HASH_QUEUE", 32, minimum=0),
+            password_hash_memory_kib=env.int("PASSWORD_HASH_MEMORY_KIB", 65536, 1024, 2**22),
+            password_hash_time_cost=env.int("PASSWORD_HASH_TIME_COST", 3, 1, 100),
         )
 
 

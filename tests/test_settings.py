@@ -30,6 +30,8 @@ def test_every_section_reads_its_variables() -> None:
             "LOGIN_MAX_FAILURES": "3",
             "REGISTER_WINDOW_SECONDS": "10",
             "PASSWORD_HASH_QUEUE": "0",
+            "PASSWORD_HASH_MEMORY_KIB": "2048",
+            "PASSWORD_HASH_TIME_COST": "2",
             "MAX_FILE_BYTES": "100",
             "MAX_WORKSPACE_ENTRIES": "10",
             "MAX_WORKSPACE_BYTES": "1000",
@@ -56,6 +58,7 @@ def test_every_section_reads_its_variables() -> None:
         10,
     )
     assert auth.password_hash_queue == 0
+    assert (auth.password_hash_memory_kib, auth.password_hash_time_cost) == (2048, 2)
     workspace = settings.workspace
     assert (workspace.max_file_bytes, workspace.max_entries, workspace.max_bytes) == (100, 10, 1000)
     assert (settings.quotas.sessions_per_user, settings.quotas.terminals_per_session) == (7, 2)
@@ -68,6 +71,9 @@ def test_unset_and_empty_variables_take_the_defaults() -> None:
     assert Settings.from_env({"MAX_FILE_BYTES": "", "COOKIE_SECURE": " "}) == Settings()
     assert Settings().workspace.max_file_bytes == 1024 * 1024
     assert Settings().http.cors_origins[0] == "http://localhost:3000"
+    # argon2id at RFC 9106's low-memory profile unless told otherwise.
+    auth = Settings().auth
+    assert (auth.password_hash_memory_kib, auth.password_hash_time_cost) == (65536, 3)
 
 
 def test_data_dir_is_where_the_sandboxes_live_unless_execution_root_says_otherwise() -> None:
@@ -92,6 +98,7 @@ def test_data_dir_is_where_the_sandboxes_live_unless_execution_root_says_otherwi
         {"MAX_WORKSPACE_BYTES": "-1"},
         {"LOG_LEVEL": "loud"},
         {"SANDBOX_CPU_LIMIT": "-1"},
+        {"PASSWORD_HASH_MEMORY_KIB": "64"},
     ],
 )
 def test_a_bad_value_names_its_variable(env: dict[str, str]) -> None:
