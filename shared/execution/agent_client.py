@@ -130,8 +130,9 @@ MAX_CLIENTS = 1024
 
 
 def client_for(endpoint: AgentEndpoint, timeout: float = 10.0) -> AgentClient:
-    """The process's client of one agent, so its idle connections are shared by everything
-    that talks to that environment (bounded: the least recently used are closed)."""
+    """A client of one agent whose requests wait at most ``timeout``, sharing the process's
+    idle connections to that agent with everything that talks to it (bounded: the least
+    recently used agents' are closed)."""
     client = _clients.get(endpoint)
     if client is None:
         client = _clients[endpoint] = AgentClient(endpoint, timeout)
@@ -140,6 +141,8 @@ def client_for(endpoint: AgentEndpoint, timeout: float = 10.0) -> AgentClient:
             evicted.close_idle()
     else:
         _clients.move_to_end(endpoint)
+    if client.timeout != timeout:  # the caller's bound, the same connections
+        client = AgentClient(endpoint, timeout, idle=client._idle)
     return client
 
 
@@ -152,10 +155,15 @@ def forget_client(endpoint: AgentEndpoint) -> None:
 class AgentClient:
     """Requests to one environment's agent."""
 
-    def __init__(self, endpoint: AgentEndpoint, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        endpoint: AgentEndpoint,
+        timeout: float = 10.0,
+        idle: deque[tuple[asyncio.StreamReader, asyncio.StreamWriter]] | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
-        self._idle: deque[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = deque()
+        self._idle = deque() if idle is None else idle
 
     def close_idle(self) -> None:
         while self._idle:

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from functools import partial
 from uuid import UUID
 
@@ -41,6 +42,9 @@ from shared.execution.relays import Relays
 from shared.execution.sync import SyncEngine, SyncOutcome, record_failure
 
 log = logging.getLogger(__name__)
+
+# Background syncs running at once (each one environment's); the rest wait their turn.
+SYNCS_AT_ONCE = 8
 
 
 class QuotaReached(ExecutionError):
@@ -214,7 +218,6 @@ class ExecutionRuntime:
         self._wake.set()
 
     async def _sync_now(self, session_id: UUID) -> None:
-        self._due.pop(session_id, None)
         try:
             await self.sync_back(session_id)
         except Exception:
@@ -245,18 +248,37 @@ class ExecutionRuntime:
         self._backoff.pop(session_id, None)
 
     async def _scheduled_syncs(self) -> None:
-        while True:
-            now = time.monotonic()
-            ready = [s for s, due in self._due.items() if due <= now]
-            for session_id in ready:
-                await self._sync_now(session_id)
-            self._wake = anyio.Event()
-            if self._due:
-                wait = max(0.01, min(self._due.values()) - time.monotonic())
-            else:
-                wait = 3600.0
-            with anyio.move_on_after(wait):
-                await self._wake.wait()
+        """Start every sync that is due, each in a task of its own (at most
+        ``SYNCS_AT_ONCE``), so one environment that does not answer delays no other's."""
+        limiter = anyio.CapacityLimiter(SYNCS_AT_ONCE)
+        running: set[UUID] = set()
+
+        async def one(session_id: UUID) -> None:
+            try:
+                async with limiter:
+                    await self._sync_now(session_id)
+            finally:
+                running.discard(session_id)
+                self._wake.set()
+
+        async with anyio.create_task_group() as tg:
+            while True:
+                await self._start_due(tg, running, one)
+
+    async def _start_due(
+        self, tg: TaskGroup, running: set[UUID], one: Callable[[UUID], Awaitable[None]]
+    ) -> None:
+        now = time.monotonic()
+        for session_id in [s for s, due in self._due.items() if due <= now]:
+            if session_id not in running:  # one sync per environment at a time
+                running.add(session_id)
+                self._due.pop(session_id, None)
+                tg.start_soon(one, session_id)
+        self._wake = anyio.Event()
+        due = [t for s, t in self._due.items() if s not in running]
+        wait = max(0.01, min(due) - time.monotonic()) if due else 3600.0
+        with anyio.move_on_after(wait):
+            await self._wake.wait()
 
     # -- terminals ---------------------------------------------------------------------------
 
@@ -288,24 +310,35 @@ class ExecutionRuntime:
             return ShutdownOutcome(closed=0, cleaned=True)
         client = self.client(endpoint)
         closed = self.relays.count(session_id)
-        with contextlib.suppress(ExecutionError):
-            closed = max(closed, await client.close_terminal(1001, reason))
-        await self.relays.close_session(session_id, 1001, reason)
+        unanswered: ExecutionError | None = None
         try:
-            outcome = await self.sync_back(session_id)
+            closed = max(closed, await client.close_terminal(1001, reason))
+        except ExecutionError as exc:
+            unanswered = exc
+        await self.relays.close_session(session_id, 1001, reason)
+        if unanswered is not None:
+            # An agent that cannot close its shells will not answer a sync either: keep the
+            # environment at once rather than after a sync's worth of timeouts.
+            await self._failed(session_id, unanswered)  # recorded, retried in the background
+            return self._kept(closed, unanswered)
+        try:
+            await self.sync_back(session_id)
         except Exception as exc:
-            message = str(exc) if isinstance(exc, ExecutionError) else "the database is unavailable"
-            return ShutdownOutcome(
-                closed=closed,
-                cleaned=False,
-                message=f"the final sync failed ({message}); the environment is kept",
-            )
-        del outcome
+            return self._kept(closed, exc)
         await backend.stop(session_id)
         self._forget(session_id)
         with contextlib.suppress(Exception):
             await environment_store.clear(session_id)
         return ShutdownOutcome(closed=closed, cleaned=True)
+
+    @staticmethod
+    def _kept(closed: int, exc: Exception) -> ShutdownOutcome:
+        message = str(exc) if isinstance(exc, ExecutionError) else "the database is unavailable"
+        return ShutdownOutcome(
+            closed=closed,
+            cleaned=False,
+            message=f"the final sync failed ({message}); the environment is kept",
+        )
 
     async def session_deleted(self, session_id: UUID) -> None:
         """The session is gone: close its terminals and stop its environment, unsynced."""
