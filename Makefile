@@ -10,9 +10,12 @@ run: $(VENV)/.installed $(DOCS_UI)/node_modules/.installed web
 	@scripts/system-deps.sh
 	$(BIN)/python -m ingress
 
+# Modules run on TEST_WORKERS processes side by side (each module on one, with its own platform).
+TEST_WORKERS ?= 2
+
 test: $(VENV)/.installed $(DOCS_UI)/node_modules/.installed web
 	@scripts/system-deps.sh --test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The web IDE (web/): npm ci when the lockfile changed, a Vite build when a source did.
 WEB_SOURCES := $(shell find web/src web/e2e -type f 2>/dev/null) web/index.html \
