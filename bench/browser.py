@@ -14,7 +14,9 @@ where the platform serves it (``/ide/``), or through the browser tests' same-ori
   workspace  navigation -> ``ide:editor-ready`` (main.py shown, editable) and
              ``ide:terminal-ready`` (the shell's "ready" status), cold and warm
   echo       keydown -> the echoed character in xterm.js's rows (a MutationObserver in the page,
-             the page's clock): p50 / p95 / p99 / max of ``--keys`` keystrokes
+             the page's clock): p50 / p95 / p99 / max of ``--keys`` keystrokes; and keydown ->
+             the keystroke's frame sent ("sent") and the message carrying the echo ("arrived");
+             the rest is xterm.js drawing
   flood      ``seq 1 N`` typed -> its last line on screen: seconds, and the pause/resume control
              messages the client's flow control sent meanwhile
 
@@ -64,12 +66,27 @@ COUNT_CONTROLS = """
   const send = WebSocket.prototype.send;
   window.__controls = { pause: 0, resume: 0 };
   WebSocket.prototype.send = function (data) {
+    const echo = window.__echo;
+    if (echo && echo.expect !== null && echo.sent === null && data instanceof Uint8Array
+        && data[0] === 0) echo.sent = performance.now();
     if (data instanceof Uint8Array && data[0] === 1) {
       const text = new TextDecoder().decode(data.subarray(1));
       if (text.includes('"pause"')) window.__controls.pause++;
       if (text.includes('"resume"')) window.__controls.resume++;
     }
     return send.call(this, data);
+  };
+  // The echo probe's "arrived": the first WebSocket message after a keydown (listeners added
+  // here run before the page's own).
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', () => {
+        const echo = window.__echo;
+        if (echo && echo.expect !== null && echo.arrived === null) echo.arrived = performance.now();
+      });
+    }
   };
 })();
 """
@@ -78,17 +95,22 @@ COUNT_CONTROLS = """
 ECHO_PROBE = """
 (marker) => {
   const rows = document.querySelector('.terminal-screen .xterm-rows');
-  const state = { marker, typed: '', expect: null, t0: 0, samples: [], active: false };
+  const state = { marker, typed: '', expect: null, t0: 0, samples: [], arrivals: [],
+                  sent: null, sends: [], arrived: null, active: false };
   window.__echo = state;
   document.addEventListener('keydown', (event) => {
     if (!state.active || event.key.length !== 1) return;
     state.expect = state.typed + event.key;
+    state.arrived = null;
+    state.sent = null;
     state.t0 = performance.now();
   }, true);
   new MutationObserver(() => {
     if (state.expect === null) return;
     if (rows.textContent.includes(state.marker + state.expect)) {
       state.samples.push(performance.now() - state.t0);
+      if (state.arrived !== null) state.arrivals.push(state.arrived - state.t0);
+      if (state.sent !== null) state.sends.push(state.sent - state.t0);
       state.typed = state.expect;
       state.expect = null;
     }
@@ -227,12 +249,19 @@ def measure_terminal(
             "() => !document.querySelector('.xterm-rows').textContent.includes('#echo:')"
         )
     samples = page.evaluate("() => __echo.samples")
+    arrivals = page.evaluate("() => __echo.arrivals")
+    sends = page.evaluate("() => __echo.sends")
     echo = {
         "samples": len(samples),
         "p50_ms": percentile(samples, 0.50),
         "p95_ms": percentile(samples, 0.95),
         "p99_ms": percentile(samples, 0.99),
         "max_ms": round(max(samples), 2),
+        # keydown -> the keystroke's frame sent (the browser's input handling and xterm.js),
+        # keydown -> the echo's WebSocket message (that, the network and the platform)
+        "sent_p50_ms": percentile(sends, 0.50) if sends else None,
+        "arrived_p50_ms": percentile(arrivals, 0.50) if arrivals else None,
+        "arrived_p99_ms": percentile(arrivals, 0.99) if arrivals else None,
     }
 
     page.keyboard.type(f"seq 1 {flood_lines}; echo FLOOD''DONE")
