@@ -82,6 +82,7 @@ def start_platform(database_url: str, extra_env: dict[str, str] | None = None) -
         # Every workspace volume reserves its blocks on the disk: the suite keeps dozens of
         # environments alive at once, so 1 GiB each (the default) would take tens of GiB.
         "SANDBOX_WORKSPACE_MB": str(TEST_WORKSPACE_MB),
+        "SANDBOX_DISK_MIN_FREE_MB": "1024",  # a test machine's disk may be small
         # The suite registers and logs in hundreds of users: argon2 at the production cost
         # (64 MiB, 3 passes: ~0.1 s each, one at a time) would be minutes of it.
         "PASSWORD_HASH_MEMORY_KIB": "1024",
