@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
@@ -122,6 +123,27 @@ async def test_file_operations_never_follow_symlinks_planted_in_the_workspace(
         scan = await agent.scan([], 1 << 20, 100)
     assert ("fifo", "special file") in scan.skipped
     await backend.stop(session_id)
+
+
+async def test_sandboxes_start_under_a_data_dir_too_deep_for_a_socket_address() -> None:
+    # A socket address holds 107 bytes of path; the agent's socket sits below the slot.
+    top = Path(tempfile.mkdtemp(prefix="cep-deep-"))
+    root = top / ("a-rather-long-directory-name-" * 4) / "sandboxes"
+    root.mkdir(parents=True)
+    for directory in (top, root.parent):
+        os.chmod(directory, 0o711)
+    backend = LocalBackend(SandboxSettings(root=root, warm_spares=0))
+    await backend.start()
+    try:
+        endpoint, started = await backend.ensure_started(uuid.uuid4(), 1)
+        assert started and len(endpoint.address) > 120, endpoint.address
+        agent = client_for(endpoint)
+        await agent.materialize([WorkspaceEntry("deep.txt", "file", b"D")])
+        assert await agent.read_files(["deep.txt"], 1 << 20) == {"deep.txt": b"D"}
+    finally:
+        await backend.aclose()
+        backend.destroy_everything()
+        shutil.rmtree(top, ignore_errors=True)
 
 
 async def test_unsandboxed_mode_runs_a_plain_shell(tmp_path: Path) -> None:

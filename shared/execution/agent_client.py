@@ -25,6 +25,7 @@ import attrs
 from shared.agent import protocol
 from shared.agent.paths import path_problem
 from shared.agent.protocol import ProtocolError, encode_data, encode_json
+from shared.execution import unix_path
 from shared.execution.agent_terminal import AgentTerminal
 from shared.execution.base import ExecutionError, ScannedEntry, ScanResult, WorkspaceEntry
 
@@ -91,7 +92,8 @@ async def _open(address: str, within: float) -> tuple[asyncio.StreamReader, asyn
     try:
         async with asyncio.timeout(within):
             if address.startswith("unix:"):
-                return await asyncio.open_unix_connection(address[5:], limit=1 << 20)
+                with unix_path.usable(address[5:]) as path:
+                    return await asyncio.open_unix_connection(path, limit=1 << 20)
             host, _, port = address.removeprefix("tcp:").rpartition(":")
             reader, writer = await asyncio.open_connection(host.strip("[]"), int(port),
                                                            limit=1 << 20)  # fmt: skip

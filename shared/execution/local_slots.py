@@ -29,7 +29,7 @@ from typing import Any
 import attrs
 
 from shared.config import SandboxSettings
-from shared.execution import local_sandbox
+from shared.execution import local_sandbox, unix_path
 from shared.execution.agent_client import AgentEndpoint
 from shared.execution.base import ExecutionError
 from shared.execution.sandbox_limits import SandboxContainment, SandboxLimits, SlotLimits
@@ -205,7 +205,8 @@ def spawn(
     sock_path = slot.dir / SOCKET
     sock_path.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(sock_path))
+    with unix_path.usable(str(sock_path)) as address:
+        listener.bind(address)
     os.chmod(sock_path, 0o600)  # the server (root) connects; the agent holds the fd
     listener.listen(128)
     secret_read, secret_write = os.pipe()
