@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -388,6 +389,7 @@ def platform_on_k8s(
         yield platform
     finally:
         platform.stop()
+        shutil.rmtree(platform.workdir, ignore_errors=True)
 
 
 async def test_the_platforms_terminal_runs_in_a_pod_and_what_it_writes_is_saved(

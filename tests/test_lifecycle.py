@@ -61,6 +61,7 @@ def embedded_platform(data_dir: Path | None = None) -> Iterator[Platform]:
         yield platform
     finally:
         platform.stop()
+        shutil.rmtree(platform.workdir, ignore_errors=True)
 
 
 @pytest.fixture
