@@ -102,27 +102,30 @@ async def test_file_operations_never_follow_symlinks_planted_in_the_workspace(
     # The session's own slot (a warm spare may sit beside it).
     workspace = (backend.root / "sessions" / str(session_id)).resolve() / "workspace"
     outside = Path(tempfile.mkdtemp(prefix="cep-outside-"))
-    (outside / "host-secret").write_text("host data\n")
-    # What a user could plant: links to paths outside (the agent sees only the sandbox).
-    os.symlink(outside / "host-secret", workspace / "file-link")
-    os.symlink(outside, workspace / "dir-link")
-    with pytest.raises(ExecutionError):
-        await agent.write_file("dir-link/evil.txt", b"x", None)
-    await agent.write_file("file-link", b"overwritten", None)
-    await agent.delete_path("dir-link/host-secret", None)
-    assert (outside / "host-secret").read_text() == "host data\n"
-    assert not (outside / "evil.txt").exists()
-    assert (workspace / "file-link").read_bytes() == b"overwritten"  # the link was replaced
-    assert not (workspace / "file-link").is_symlink()
-    os.symlink(outside / "host-secret", workspace / "leak")
-    got = await agent.read_files(["leak", "dir-link/host-secret", "keep.txt"], 1 << 20)
-    assert got == {"keep.txt": b"k"}
-    os.mkfifo(workspace / "fifo")  # reading a FIFO must not hang the agent
-    with anyio.fail_after(5):
-        assert await agent.read_files(["fifo"], 1 << 20) == {}
-        scan = await agent.scan([], 1 << 20, 100)
-    assert ("fifo", "special file") in scan.skipped
-    await backend.stop(session_id)
+    try:
+        (outside / "host-secret").write_text("host data\n")
+        # What a user could plant: links to paths outside (the agent sees only the sandbox).
+        os.symlink(outside / "host-secret", workspace / "file-link")
+        os.symlink(outside, workspace / "dir-link")
+        with pytest.raises(ExecutionError):
+            await agent.write_file("dir-link/evil.txt", b"x", None)
+        await agent.write_file("file-link", b"overwritten", None)
+        await agent.delete_path("dir-link/host-secret", None)
+        assert (outside / "host-secret").read_text() == "host data\n"
+        assert not (outside / "evil.txt").exists()
+        assert (workspace / "file-link").read_bytes() == b"overwritten"  # the link was replaced
+        assert not (workspace / "file-link").is_symlink()
+        os.symlink(outside / "host-secret", workspace / "leak")
+        got = await agent.read_files(["leak", "dir-link/host-secret", "keep.txt"], 1 << 20)
+        assert got == {"keep.txt": b"k"}
+        os.mkfifo(workspace / "fifo")  # reading a FIFO must not hang the agent
+        with anyio.fail_after(5):
+            assert await agent.read_files(["fifo"], 1 << 20) == {}
+            scan = await agent.scan([], 1 << 20, 100)
+        assert ("fifo", "special file") in scan.skipped
+        await backend.stop(session_id)
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
 
 
 async def test_sandboxes_start_under_a_data_dir_too_deep_for_a_socket_address() -> None:
@@ -169,3 +172,4 @@ async def test_unsandboxed_mode_runs_a_plain_shell(tmp_path: Path) -> None:
     finally:
         await backend.aclose()
         backend.destroy_everything()
+        shutil.rmtree(root, ignore_errors=True)
