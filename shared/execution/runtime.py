@@ -43,9 +43,6 @@ from shared.execution.sync import SyncEngine, SyncOutcome, record_failure
 
 log = logging.getLogger(__name__)
 
-# Background syncs running at once (each one environment's); the rest wait their turn.
-SYNCS_AT_ONCE = 8
-
 
 class QuotaReached(ExecutionError):
     """A per-user limit (environments running, terminals per session) says no."""
@@ -248,9 +245,11 @@ class ExecutionRuntime:
         self._backoff.pop(session_id, None)
 
     async def _scheduled_syncs(self) -> None:
-        """Start every sync that is due, each in a task of its own (at most
-        ``SYNCS_AT_ONCE``), so one environment that does not answer delays no other's."""
-        limiter = anyio.CapacityLimiter(SYNCS_AT_ONCE)
+        """Start every sync that is due, each in a task of its own, so one environment that
+        does not answer delays no other's. A sync holds a database connection throughout (the
+        workspace's lock), so at most a quarter of the pool syncs at once: requests keep the
+        rest."""
+        limiter = anyio.CapacityLimiter(max(1, self.settings.database.pool_max // 4))
         running: set[UUID] = set()
 
         async def one(session_id: UUID) -> None:
