@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import os
 import signal
 import subprocess
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import anyio
 import httpx
 
 PASSWORD = "correct horse battery"
@@ -21,6 +24,34 @@ _counter = itertools.count(1)
 
 # The workspace volume of the suite's sandboxes (SANDBOX_WORKSPACE_MB), in MiB.
 TEST_WORKSPACE_MB = 64
+
+# How often a wait looks at its condition again (the condition is state of another process:
+# the platform, an agent, the kernel; nothing would tell this process when it changes).
+POLL_SECONDS = 0.05
+
+
+def wait_until(condition: Callable[[], object], what: str, within: float = 20.0) -> None:
+    """Until ``condition()`` is true; an AssertionError naming ``what`` after ``within`` s."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
+        time.sleep(POLL_SECONDS)
+
+
+async def eventually(condition: Callable[[], object], what: str, within: float = 20.0) -> None:
+    """``wait_until`` for async tests; ``condition`` may return an awaitable."""
+    try:
+        with anyio.fail_after(within):
+            while True:
+                result = condition()
+                if inspect.isawaitable(result):
+                    result = await result
+                if result:
+                    return
+                await anyio.sleep(POLL_SECONDS)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {within} s waiting for {what}") from None
 
 
 @dataclass

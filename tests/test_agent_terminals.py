@@ -21,6 +21,7 @@ import pytest
 from shared.agent.viewers import strip_terminal_queries
 from shared.execution.agent_client import AgentClient, AgentEndpoint
 from shared.execution.agent_terminal import AgentTerminal
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.anyio
 
@@ -108,9 +109,11 @@ async def test_viewers_share_a_shell_and_the_smallest_size_wins(agent: AgentClie
     for viewer in (big, small):
         assert "30 100" in await receive_until(viewer, "SIZE")
     await small.close()
-    with anyio.fail_after(10):
-        while [t.viewers for t in (await agent.status()).terminals] != [1]:  # noqa: ASYNC110
-            await anyio.sleep(0.02)
+
+    async def one_viewer() -> bool:
+        return [t.viewers for t in (await agent.status()).terminals] == [1]
+
+    await eventually(one_viewer, "one viewer left", 10)
     await big.write(b"stty size; echo SI''Z2\n")
     assert "60 200" in await receive_until(big, "SIZ2")
 
@@ -153,8 +156,14 @@ async def _paused_alone(agent: AgentClient) -> None:
     await receive_until(viewer, "READY")
     await viewer.flow(paused=True)
     await viewer.write(b"yes flood | head -c 20000000; echo END''ED\n")
-    # Paused well past the slow-viewer time: alone, it is never dropped for that.
-    await anyio.sleep(1)
+
+    # Held back (nothing read from the shell) for five times the slow-viewer time, by the
+    # agent's own clock: alone, the viewer is never dropped for that.
+    async def held_back_long() -> bool:
+        (terminal,) = (await agent.status()).terminals
+        return terminal.output_age_seconds >= 1.0
+
+    await eventually(held_back_long, "the shell held back for 1 s", 20)
     status = await agent.status()
     assert [t.viewers for t in status.terminals] == [1]
     await viewer.flow(paused=False)
@@ -176,9 +185,11 @@ async def test_an_orphaned_shell_closes_after_the_grace_period(tmp_path: Path) -
         await viewer.write(b"echo UP''\n")
         await receive_until(viewer, "UP")
         await viewer.close()
-        with anyio.fail_after(10):
-            while (await agent.status()).terminals:  # noqa: ASYNC110 - the agent's clock
-                await anyio.sleep(0.05)
+
+        async def no_terminal() -> bool:
+            return not (await agent.status()).terminals
+
+        await eventually(no_terminal, "the orphaned shell closed", 10)
         fresh = await agent.attach(80, 24)
         await fresh.write(b"echo FR''ESH\n")
         first = await receive_until(fresh, "FRESH")

@@ -18,7 +18,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,7 +29,7 @@ import pytest
 
 from shared.db import advisory_key
 from tests.conftest import start_platform
-from tests.helpers import Platform, User, assert_error, new_user, new_workspace
+from tests.helpers import Platform, User, assert_error, new_user, new_workspace, wait_until
 
 # Small bounds so a test sees the fault quickly; a request may take a connect (or acquire)
 # wait plus one statement wait, and the client gives it twice that before calling it a hang.
@@ -179,15 +178,6 @@ def _send(processes: list[psutil.Process], sig: signal.Signals) -> None:
             process.send_signal(sig)
 
 
-def _eventually(check: Callable[[], bool], within: float = RECOVERY_SECONDS) -> None:
-    """Poll until ``check()`` holds; fail with what it last saw otherwise."""
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"did not recover within {within} s")
-        time.sleep(0.2)
-
-
 def _answers(response_of: Callable[[], httpx.Response], status: int) -> Callable[[], bool]:
     def check() -> bool:
         try:
@@ -242,8 +232,12 @@ def test_a_frozen_database_is_a_503_within_the_timeout_and_recovery_needs_no_res
         finally:
             _send(frozen, signal.SIGCONT)
 
-        _eventually(_answers(lambda: _health(platform), 200))
-        _eventually(_answers(lambda: _file(user, workspace, "kept.txt"), 200))
+        wait_until(_answers(lambda: _health(platform), 200), "200 from health", RECOVERY_SECONDS)
+        wait_until(
+            _answers(lambda: _file(user, workspace, "kept.txt"), 200),
+            "200 from file",
+            RECOVERY_SECONDS,
+        )
         assert _file(user, workspace, "kept.txt").json()["data"]["content"] == (
             "acknowledged before the freeze"
         )
@@ -268,7 +262,9 @@ def test_a_frozen_backend_is_dropped_and_the_pool_reconnects_while_it_stays_froz
             for _ in range(len(frozen) + 1):
                 response = _file(user, workspace, "kept.txt")
                 assert response.status_code in (200, 503), response.text
-            _eventually(_answers(lambda: _file(user, workspace, "kept.txt"), 200), within=30)
+            wait_until(
+                _answers(lambda: _file(user, workspace, "kept.txt"), 200), "200 from file", 30
+            )
             assert _save(user, workspace, "during.txt", "while frozen").status_code == 200
         finally:
             _send(frozen, signal.SIGCONT)
@@ -286,12 +282,16 @@ def test_a_stopped_database_is_a_503_and_its_restart_is_picked_up_without_restar
         _assert_unavailable(_file(user, workspace, "kept.txt"))
         _assert_unavailable(_save(user, workspace, "during.txt", "refused"))
         # Health shares one measurement per second, so it may take that long to notice.
-        _eventually(_answers(lambda: _health(platform), 503), within=5)
+        wait_until(_answers(lambda: _health(platform), 503), "503 from health", 5)
         _assert_unavailable(_health(platform))
 
         server.start()
-        _eventually(_answers(lambda: _health(platform), 200))
-        _eventually(_answers(lambda: _file(user, workspace, "kept.txt"), 200))
+        wait_until(_answers(lambda: _health(platform), 200), "200 from health", RECOVERY_SECONDS)
+        wait_until(
+            _answers(lambda: _file(user, workspace, "kept.txt"), 200),
+            "200 from file",
+            RECOVERY_SECONDS,
+        )
         assert _file(user, workspace, "kept.txt").json()["data"]["content"] == (
             "committed before the crash"
         )
@@ -394,6 +394,10 @@ def test_a_full_disk_is_a_507_not_a_500_and_writes_work_once_space_is_freed() ->
             finally:
                 filler.unlink()
 
-            _eventually(_answers(lambda: _save(user, workspace, "big.txt", big), 200))
+            wait_until(
+                _answers(lambda: _save(user, workspace, "big.txt", big), 200),
+                "200 from save",
+                RECOVERY_SECONDS,
+            )
             assert _file(user, workspace, "big.txt").json()["data"]["content"] == big
             assert "unhandled error" not in platform.log()

@@ -13,14 +13,13 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.helpers import assert_error
+from tests.helpers import assert_error, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -178,17 +177,16 @@ def _serve_ide(dist: Path) -> Iterator[str]:
     command += ["--log-level", "warning"]
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+
+    def answers() -> bool:
+        assert process.poll() is None, "the IDE server exited at start"
+        try:
+            return httpx.get(base + "/livez", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
     try:
-        while True:
-            assert process.poll() is None, "the IDE server exited at start"
-            try:
-                if httpx.get(base + "/livez", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the IDE server did not start"
-            time.sleep(0.05)  # polling the socket for the condition "server answers"
+        wait_until(answers, "the IDE server to answer", 30)
         yield base
     finally:
         process.terminate()

@@ -6,12 +6,11 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 
-import anyio
 import httpx
 import pytest
 
 from tests.conftest import start_platform
-from tests.helpers import Platform, User, new_user, new_workspace
+from tests.helpers import Platform, User, eventually, new_user, new_workspace
 from tests.terminal_client import Terminal, open_terminal
 
 pytestmark = pytest.mark.anyio
@@ -49,9 +48,9 @@ async def test_an_environment_left_alone_is_stopped_and_its_files_kept(
         term = Terminal(ws)
         await term.ready()
         await term.run("echo left > behind.txt")
-    with anyio.fail_after(30):
-        while execution_state(owner, workspace) != "stopped":  # noqa: ASYNC110 - remote state
-            await anyio.sleep(0.1)  # polling for the condition: the reaper runs on its own clock
+    await eventually(
+        lambda: execution_state(owner, workspace) == "stopped", "the idle environment stopped", 30
+    )
     saved = owner.client.get(f"/api/workspace/{workspace}/files/behind.txt")
     assert saved.status_code == 200 and saved.json()["data"]["content"] == "left\n"
 
@@ -59,11 +58,16 @@ async def test_an_environment_left_alone_is_stopped_and_its_files_kept(
 async def test_an_environment_with_a_terminal_attached_is_not_reaped(
     quick_reaper: Platform, owner: User
 ) -> None:
-    workspace = new_workspace(owner)
-    async with open_terminal(quick_reaper, owner, workspace) as ws:
+    attached, witness = new_workspace(owner), new_workspace(owner)
+    async with open_terminal(quick_reaper, owner, attached) as ws:
         term = Terminal(ws)
         await term.ready()
-        # Several idle timeouts pass while the terminal stays attached (and quiet).
-        await anyio.sleep(IDLE_SECONDS * 3)
-        assert execution_state(owner, workspace) == "running"
+        async with open_terminal(quick_reaper, owner, witness) as other:
+            await Terminal(other).ready()
+        # The witness, left alone after the attached shell went quiet, is reaped once an idle
+        # timeout has passed: the attached one, quiet for longer still, was due as well.
+        await eventually(
+            lambda: execution_state(owner, witness) == "stopped", "the witness reaped", 30
+        )
+        assert execution_state(owner, attached) == "running"
         assert await term.run("echo still here") == "still here"

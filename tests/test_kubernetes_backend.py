@@ -31,7 +31,7 @@ from shared.execution.pod_spec import SECRET_ENV, pod_name
 from tests.conftest import start_platform
 from tests.fake_k8s import FakeKubernetes
 from tests.fake_k8s.factory import settings_for
-from tests.helpers import Platform, new_user, new_workspace
+from tests.helpers import Platform, eventually, new_user, new_workspace
 from tests.terminal_client import Terminal, open_terminal
 
 pytestmark = pytest.mark.anyio
@@ -93,18 +93,6 @@ def the_pod(fake: FakeKubernetes, session_id: UUID) -> dict[str, Any]:
 
 def pod_names(fake: FakeKubernetes) -> set[str]:
     return {p["metadata"]["name"] for p in fake.pods()}
-
-
-async def eventually(condition: Callable[[], Any], within: float = 15) -> None:
-    """Poll ``condition`` (sync or async) until it is true, or fail after ``within`` s."""
-    with anyio.fail_after(within):
-        while True:
-            result = condition()
-            if hasattr(result, "__await__"):
-                result = await result
-            if result:
-                return
-            await anyio.sleep(0.02)
 
 
 # --- the pod and its agent ----------------------------------------------------------------
@@ -232,7 +220,7 @@ async def test_a_pod_deleted_behind_our_back_is_seen_as_stopped(
     async def stopped() -> bool:
         return (await backend.status(session)).state is ExecutionState.STOPPED
 
-    await eventually(stopped)
+    await eventually(stopped, "the environment stopped", 15)
     assert await backend.find(session) is None
     assert session not in [e.session_id for e in await backend.running()]
     _, started = await backend.ensure_started(session, OWNER)  # a fresh one
@@ -243,7 +231,7 @@ async def test_a_pod_whose_agent_died_is_reported_removed_and_replaced_on_the_ne
     backend: KubernetesBackend, session: UUID, fake_k8s: FakeKubernetes
 ) -> None:
     fake_k8s.stop_container(pod_name(session))
-    await eventually(lambda: pod_name(session) not in pod_names(fake_k8s))
+    await eventually(lambda: pod_name(session) not in pod_names(fake_k8s), "the pod gone", 15)
     status = await backend.status(session)
     assert status.state is ExecutionState.STOPPED
     assert status.message == "The execution environment stopped unexpectedly."
@@ -266,8 +254,8 @@ async def test_the_cache_lists_again_when_its_watch_expires(
     async def stopped() -> bool:
         return (await backend.status(session)).state is ExecutionState.STOPPED
 
-    await eventually(stopped)
-    await eventually(lambda: lists() > listed)
+    await eventually(stopped, "the environment stopped", 15)
+    await eventually(lambda: lists() > listed, "a new list of pods", 15)
     other = uuid4()
     await backend.ensure_started(other, OWNER)  # the new watch follows new pods
     assert (await backend.status(other)).state is ExecutionState.RUNNING
@@ -366,7 +354,7 @@ async def test_the_agent_secret_never_appears_in_a_log_line(
     ]
     assert endpoint.secret == secret.encode() and secret not in repr(endpoint)
     fake_k8s.stop_container(pod_name(session_id))  # failure paths log too
-    await eventually(lambda: pod_name(session_id) not in pod_names(fake_k8s))
+    await eventually(lambda: pod_name(session_id) not in pod_names(fake_k8s), "the pod gone", 15)
     failing = replicas(image="fail/imagepull")
     with pytest.raises(ExecutionError):
         await failing.ensure_started(uuid4(), OWNER)

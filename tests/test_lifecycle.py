@@ -13,7 +13,6 @@ import contextlib
 import shutil
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
 from tests.conftest import start_platform
-from tests.helpers import Platform
+from tests.helpers import Platform, wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -146,9 +145,7 @@ def test_tokens_and_tickets_in_a_query_string_never_reach_the_log(database_url: 
         asyncio.run(_open_socket(f"{platform.ws_url}/no/such/socket?token={secrets[5]}"))
         # The lines are written as the requests finish; the log must show them (proof that
         # request lines are logged at all) before the secrets are looked for.
-        deadline = time.monotonic() + 20
-        while platform.log().count("WebSocket /") < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: platform.log().count("WebSocket /") >= 2, "the request lines logged")
     finally:
         platform.stop()
     log = platform.log()

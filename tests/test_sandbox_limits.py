@@ -40,6 +40,7 @@ from shared.execution.sandbox_limits import (
 from shared.execution.sandbox_limits_detect import detect, probe
 from shared.execution.sandbox_limits_uid import UidError, UidLease, process_uids
 from shared.execution.sandbox_limits_volume import loop_support, mounted
+from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 MIB = 2**20
@@ -272,10 +273,11 @@ def test_a_fork_bomb_is_held_at_the_process_limit_and_a_neighbour_still_starts_p
     bomb = Sandbox(bombed, "echo LIT; bomb() { bomb | bomb & }; bomb; read x", shell="/bin/bash")
     try:
         bomb.until("LIT")
-        deadline = time.monotonic() + 30
-        while bombed.cgroup.usage().processes < slots.limits.max_processes:
-            assert time.monotonic() < deadline, bombed.cgroup.usage()
-            time.sleep(0.05)  # polling the kernel's count, not waiting for time to pass
+        wait_until(
+            lambda: bombed.cgroup.usage().processes >= slots.limits.max_processes,
+            "the bomb at the cgroup's process limit",
+            30,
+        )
         assert bombed.cgroup.usage().processes <= slots.limits.max_processes
         out = run_in(neighbour, "for i in $(seq 40); do sleep 30 & done; "
                      "echo started $(ls /proc | grep -c '^[0-9]*$'); kill $(jobs -p)",
@@ -432,10 +434,7 @@ def test_a_uid_some_process_runs_as_is_never_leased(base: Path) -> None:
     squatter = subprocess.Popen(["setpriv", f"--reuid={uid}", f"--regid={uid}",
                                  "--clear-groups", "sleep", "60"])  # fmt: skip
     try:
-        deadline = time.monotonic() + 10
-        while uid not in process_uids().get(squatter.pid, set()):
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_until(lambda: uid in process_uids().get(squatter.pid, set()), "the squatter's uid", 10)
         pool = UidPool(uid, 1, base / "uids")
         with pytest.raises(UidError):
             pool.allocate(base)

@@ -23,6 +23,7 @@ from tests.helpers import (
     Platform,
     SandboxTrace,
     User,
+    eventually,
     new_user,
     new_workspace,
     sandbox_slots,
@@ -159,13 +160,6 @@ def spare_slots(data_dir: Path) -> list[str]:
     ]
 
 
-async def eventually(check: object, within: float = 30) -> None:
-    """Poll ``check()`` until true (the condition is the platform's background work)."""
-    with anyio.fail_after(within):
-        while not check():  # type: ignore[operator]  # noqa: ASYNC110 - remote state
-            await anyio.sleep(0.05)
-
-
 async def test_a_restart_finds_every_environment_reuses_the_spare_and_leaks_nothing(
     gateways: Gateways, lease_dir: Path
 ) -> None:
@@ -179,7 +173,7 @@ async def test_a_restart_finds_every_environment_reuses_the_spare_and_leaks_noth
             await term.ready()
             shells[workspace] = await term.run(f"NAME={workspace[:8]}; echo $NAME $$")
     data_dir = gateways.data_dir
-    await eventually(lambda: len(spare_slots(data_dir)) == 1)  # the keeper refilled
+    await eventually(lambda: len(spare_slots(data_dir)) == 1, "the spare refilled", 30)
     (spare,) = spare_slots(data_dir)
     trace = SandboxTrace(data_dir, lease_dir)
     trace.observe()
@@ -199,7 +193,7 @@ async def test_a_restart_finds_every_environment_reuses_the_spare_and_leaks_noth
     async with open_terminal(second, owner, fresh) as ws:
         await Terminal(ws).ready()
     assert session_slot(data_dir, fresh) == spare
-    await eventually(lambda: len(spare_slots(data_dir)) == 1)
+    await eventually(lambda: len(spare_slots(data_dir)) == 1, "one spare", 30)
     trace.observe()
 
     gateways.stop_all()
@@ -234,11 +228,13 @@ async def test_a_sandbox_half_made_by_a_killed_gateway_is_cleaned_at_the_next_st
         orphan = await anyio.to_thread.run_sync(kill_while_a_sandbox_is_half_made, first)
         if orphan is not None:
             break
-        await eventually(lambda: len(spare_slots(first.data_dir)) == 1)
+        await eventually(lambda: len(spare_slots(first.data_dir)) == 1, "one spare", 30)
     assert orphan is not None, "never caught a sandbox being made"
     trace.observe()  # its uid lease (the only record of its uid) is on disk already
 
     second = gateways.start()
-    await eventually(lambda: orphan not in sandbox_slots(second.data_dir))
+    await eventually(
+        lambda: orphan not in sandbox_slots(second.data_dir), "the orphan slot removed", 30
+    )
     gateways.stop_all()
     assert trace.leftovers() == []

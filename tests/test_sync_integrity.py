@@ -28,6 +28,7 @@ from tests.conftest import start_platform
 from tests.helpers import (
     Platform,
     User,
+    eventually,
     new_user,
     new_workspace,
     sandbox_slots,
@@ -473,9 +474,11 @@ async def test_every_acknowledged_write_survives_a_kill_9_of_the_gateway(
         ]
         for thread in threads:
             thread.start()
-        with anyio.fail_after(60):
-            while len(acked) < writers or min(acked.values()) < 5:  # noqa: ASYNC110
-                await anyio.sleep(0.05)
+        await eventually(
+            lambda: len(acked) == writers and min(acked.values()) >= 5,
+            "five acknowledged saves from every writer",
+            60,
+        )
         first.kill()
         for thread in threads:
             await anyio.to_thread.run_sync(thread.join, 30)
@@ -542,15 +545,20 @@ async def test_a_shell_write_during_a_database_outage_is_stored_soon_after_recov
                 assert f"terminal for {workspace} refused: the database is unavailable" in (
                     platform.log()
                 )
-                with anyio.fail_after(30):  # the syncs after the output fail and are retried
-                    while platform.log().count(f"sync of {workspace} failed") < 2:  # noqa: ASYNC110
-                        await anyio.sleep(0.1)
+                # The syncs after the output fail and are retried.
+                await eventually(
+                    lambda: platform.log().count(f"sync of {workspace} failed") >= 2,
+                    "two failed syncs logged",
+                    30,
+                )
 
                 await anyio.to_thread.run_sync(server.start)
+
                 # No API call and no timer (SYNC_INTERVAL_SECONDS is an hour): the retry.
-                with anyio.fail_after(15):
-                    while await stored_content(server.url, workspace, "outage.txt") is None:  # noqa: ASYNC110
-                        await anyio.sleep(0.2)
+                async def stored() -> bool:
+                    return await stored_content(server.url, workspace, "outage.txt") is not None
+
+                await eventually(stored, "outage.txt stored", 15)
             assert await stored_content(server.url, workspace, "outage.txt") == (
                 b"written-during-the-outage\n"
             )

@@ -66,6 +66,7 @@ class TerminalInfo:
     cols: int
     rows: int
     idle_seconds: float
+    output_age_seconds: float  # since the shell last printed (or was last read while held back)
     exit_code: int | None
 
 
@@ -246,6 +247,7 @@ class AgentClient:
                     cols=int(_number(item.get("cols"), 0, 10_000)),
                     rows=int(_number(item.get("rows"), 0, 10_000)),
                     idle_seconds=float(_number(item.get("idle_seconds"), 0)),
+                    output_age_seconds=float(_number(item.get("output_age_seconds"), 0)),
                     exit_code=code,
                 )
             )

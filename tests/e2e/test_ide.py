@@ -15,9 +15,8 @@ from tests.e2e.ui import (
     replace_editor_text,
     save_with_keyboard,
     tree_item,
-    wait_until,
 )
-from tests.helpers import PASSWORD, new_user, new_workspace, unique_name
+from tests.helpers import PASSWORD, new_user, new_workspace, unique_name, wait_until
 
 Snap = Callable[[Page, str], None]
 

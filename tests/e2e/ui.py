@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 from playwright.sync_api import Page, expect
 
 from tests.helpers import PASSWORD
@@ -51,12 +48,3 @@ def terminal_text(page: Page) -> str:
 def type_in_terminal(page: Page, text: str) -> None:
     page.locator(".terminal-screen").click()
     page.keyboard.type(text)
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    """Poll a condition a browser cannot wait for by itself (the API's view of things)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
