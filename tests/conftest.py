@@ -13,14 +13,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.helpers import TEST_WORKSPACE_MB, Platform, fresh_database
+from tests.helpers import TEST_WORKSPACE_MB, Platform, fresh_database, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,19 +103,21 @@ def start_platform(database_url: str, extra_env: dict[str, str] | None = None) -
         log_file=log,
         data_dir=Path(env["DATA_DIR"]),
     )
-    deadline = time.monotonic() + 60
-    while True:
+
+    def answers() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"the platform exited at start:\n{log_path.read_text()[-4000:]}")
         try:
-            if httpx.get(platform.base_url + "/api/health/", timeout=1).status_code == 200:
-                return platform
+            return httpx.get(platform.base_url + "/api/health/", timeout=1).status_code == 200
         except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            platform.stop()
-            raise RuntimeError(f"the platform did not start:\n{log_path.read_text()[-4000:]}")
-        time.sleep(0.05)  # polling the socket for the condition "server answers"
+            return False
+
+    try:
+        wait_until(answers, "the platform to answer", 60)
+    except AssertionError:
+        platform.stop()
+        raise RuntimeError(f"the platform did not start:\n{log_path.read_text()[-4000:]}") from None
+    return platform
 
 
 @pytest.fixture(scope="session")
@@ -161,3 +162,17 @@ def platform_log_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
                 log.seek(start)
                 print(f"--- platform log ({running.base_url}) ---")
                 print(log.read()[-8000:].decode(errors="replace"))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI (``CEP_FORBID_SKIPS=1``, set by ``.ci/run``) a skipped test fails the run: every
+    skip says what the machine lacks, and CI installs everything the tests need."""
+    if os.environ.get("CEP_FORBID_SKIPS") != "1":
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if skipped:
+        reporter.write_line(
+            f"CEP_FORBID_SKIPS: {len(skipped)} test(s) skipped; CI must run them all", red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

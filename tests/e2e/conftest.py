@@ -1,8 +1,9 @@
 """Browser fixtures: the system's Chromium driven by Playwright, and the IDE's address.
 
 The browser is the system's Chromium (``chromium.py``). The IDE is opened where the platform
-serves it (``/ide/``); until the platform does, a test front (``front.py``) serves ``web/dist``
-on one origin with the real platform behind it. Each step's screenshot lands in
+serves it (``/ide/``); a test front (``front.py``) with the real platform behind it serves
+the terminal harness and can cut connections as a restarting server would. Each step's
+screenshot lands in
 ``tests/e2e/artifacts/<test>/`` (git-ignored), and a failing test adds one of every open page.
 """
 
@@ -22,7 +23,6 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from tests.conftest import ROOT
 from tests.e2e.chromium import CHROMIUM, launch
 from tests.e2e.front import Front
-from tests.e2e.probes import platform_serves_ide, terminal_speaks_channel_mode
 from tests.helpers import Platform
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -58,19 +58,9 @@ def front(platform: Platform, web_build: Path) -> Iterator[Front]:
 
 
 @pytest.fixture(scope="package")
-def ide_url(platform: Platform, front: Front) -> str:
-    """Where a person opens the IDE: the platform's /ide/ once it serves it, else the front."""
-    base = platform.base_url if platform_serves_ide(platform.base_url) else front.url
-    return base + "/ide/"
-
-
-@pytest.fixture
-def needs_channel_mode(platform: Platform) -> None:
-    if not terminal_speaks_channel_mode(platform.base_url, platform.ws_url):
-        pytest.skip(
-            "needs the terminal's channel and plain modes (subprotocol channel.v1.terminal) "
-            "from the lead's branch"
-        )
+def ide_url(platform: Platform) -> str:
+    """Where a person opens the IDE: the platform's own /ide/."""
+    return platform.base_url + "/ide/"
 
 
 @pytest.fixture(scope="package")

@@ -1,8 +1,5 @@
-"""Capability probes: what the platform under test already offers the browser.
-
-Parts of the IDE need backend features that land separately (the terminal's channel and plain
-modes, serving ``/ide/``); the tests that need them skip, saying why, until these answer yes.
-"""
+"""Capability probes of a running platform (does it serve ``/ide/``, does its terminal speak
+channel mode), for ``bench/browser.py``, which reports what it measured against."""
 
 from __future__ import annotations
 

@@ -6,19 +6,10 @@ import re
 from pathlib import Path
 
 import httpx
-import pytest
 
-from ingress.routes import ROUTE_TABLE
 from tests.helpers import Platform
 
 
-@pytest.fixture
-def needs_ide_route() -> None:
-    if not any(route.prefix == "/ide" for route in ROUTE_TABLE):
-        pytest.skip("needs the /ide route (serving web/dist) from the lead's branch")
-
-
-@pytest.mark.usefixtures("needs_ide_route")
 def test_the_platform_serves_the_built_ide_and_its_assets_under_ide(
     platform: Platform, web_build: Path
 ):

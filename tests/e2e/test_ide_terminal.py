@@ -8,7 +8,6 @@ import re
 from collections.abc import Callable
 
 import httpx
-import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.front import Front
@@ -23,7 +22,6 @@ from tests.e2e.ui import (
 )
 from tests.helpers import PASSWORD, new_user, new_workspace
 
-pytestmark = pytest.mark.usefixtures("needs_channel_mode")
 Snap = Callable[[Page, str], None]
 
 
