@@ -274,6 +274,9 @@ class Agent:
 
 def _listening_socket(args: argparse.Namespace) -> socket.socket:
     if args.listen_fd is not None:
+        # Handed over inheritable: the shells must not get it (one could accept() on it
+        # and stand in for this agent).
+        os.set_inheritable(args.listen_fd, False)
         return socket.socket(fileno=args.listen_fd)
     host, _, port = args.listen.rpartition(":")
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)

@@ -65,6 +65,7 @@ class Terminal:
         pid, fd = os.forkpty()
         if pid == 0:  # the child: become the shell (forkpty made the PTY our terminal)
             try:
+                os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # the shell gets its PTY only
                 os.chdir(self.manager.workdir)
                 os.execve(self.manager.shell[0], self.manager.shell, self.manager.shell_env)
             finally:

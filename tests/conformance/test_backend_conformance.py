@@ -142,6 +142,13 @@ async def test_shell_runs_python_on_the_workspace_files(shell: Shell) -> None:
     )
 
 
+async def test_the_shell_holds_no_descriptor_of_the_agent(shell: Shell) -> None:
+    # The agent's listening socket or a connection in a shell's hands would let it accept()
+    # the platform's next connection and stand in for the agent.
+    held = await run(shell, "for f in /proc/$$/fd/*; do readlink $f; done | grep -c socket")
+    assert held == "0", held
+
+
 async def test_materialized_files_are_byte_exact(agent: AgentClient, shell: Shell) -> None:
     digest = hashlib.sha256(BINARY).hexdigest()
     assert await run(shell, "sha256sum data/blob.bin | cut -c1-64") == digest
