@@ -288,6 +288,39 @@ async def test_files_growing_between_scan_and_read_are_read_only_to_the_limit(
     assert peaks[0] - before < 40 * MIB, (before, peaks)
 
 
+async def test_hard_links_to_one_file_are_never_read_past_the_quota(
+    tight_platform: Platform,
+) -> None:
+    owner = user_of(tight_platform)
+    workspace = new_workspace(owner)
+    async with open_terminal(tight_platform, owner, workspace) as ws:
+        term = Terminal(ws)
+        await term.ready()
+        before = rss_bytes(tight_platform.process.pid)
+        done = threading.Event()
+        async with anyio.create_task_group() as tg:
+            peaks: list[int] = []
+
+            async def measure() -> None:
+                pid = tight_platform.process.pid
+                peaks.append(await anyio.to_thread.run_sync(peak_rss_while, pid, done))
+
+            tg.start_soon(measure)
+            try:
+                # 1 MiB of disk that scans as 300 MiB of files (the quota is 3 MiB).
+                await term.run("head -c 1048576 /dev/urandom > big; "
+                               "for i in $(seq 300); do ln big h$i; done; echo linked")  # fmt: skip
+                skipped = await anyio.to_thread.run_sync(
+                    lambda: status_of(owner, workspace)["sync_skipped"]
+                )
+            finally:
+                done.set()
+    over = [s for s in skipped if s["reason"] == "workspace quota exceeded"]
+    assert len(over) >= 290, skipped[:5]
+    # Read at most the quota and one batch of 32 files, not 300 MiB.
+    assert peaks[0] - before < 100 * MIB, (before, peaks)
+
+
 async def test_the_quota_counts_everything_stored_even_what_a_symlink_hides(
     tight_platform: Platform,
 ) -> None:

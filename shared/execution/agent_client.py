@@ -36,6 +36,10 @@ UNEXPECTED = "The execution environment answered something unexpected."
 UNREACHABLE = "The execution environment is not reachable."
 IDLE_CONNECTIONS = 4
 READ_BATCH_BYTES = 32 * 1024 * 1024  # paths x max_bytes per read request
+OVER_BUDGET = "over_budget"
+_CODE = re.compile(
+    r"[a-z_]{1,32}"
+)  # what an agent's error code may look like  # read_files: not read, the caller's budget was spent
 
 
 @attrs.frozen
@@ -223,10 +227,12 @@ class AgentClient:
             raise Conflict(current if isinstance(current, dict) else None)
         if error == protocol.E_NO_SPACE:
             raise NoSpace("The execution environment's disk is full.")
+        # The agent is not trusted with what reaches logs and users: a short printable code.
+        code = error if isinstance(error, str) and _CODE.fullmatch(error) else "unknown"
         message = str(answer.get("message", ""))[:300]
-        log.info("agent %s refused %s: %s %s", self.endpoint.address, request.get("op"),
-                 error, message)  # fmt: skip
-        raise ExecutionError(f"A file operation in the execution environment failed ({error}).")
+        log.info("agent %s refused %s: %s %r", self.endpoint.address, str(request.get("op")),
+                 code, message)  # fmt: skip
+        raise ExecutionError(f"A file operation in the execution environment failed ({code}).")
 
     # -- environment -------------------------------------------------------------------
 
@@ -320,20 +326,36 @@ class AgentClient:
         return ScanResult(entries=tuple(entries), skipped=tuple(skipped))
 
     async def read_files(
-        self, paths: Sequence[str], max_bytes: int, problems: dict[str, str] | None = None
+        self,
+        paths: Sequence[str],
+        max_bytes: int,
+        problems: dict[str, str] | None = None,
+        budget: int | None = None,
     ) -> dict[str, bytes]:
         """The files that exist and fit ``max_bytes`` (a path over it or gone is left out,
-        with its error code in ``problems``); in batches that keep every answer bounded."""
+        with its error code in ``problems``); in batches that keep every answer bounded.
+        With ``budget``, no batch is asked for once that many bytes were read: the paths
+        left are ``over_budget`` in ``problems`` (however sizes were claimed, what is held
+        is at most the budget and one batch)."""
         out: dict[str, bytes] = {}
+        held = 0
         per_batch = max(1, min(4096, READ_BATCH_BYTES // max(1, max_bytes)))
         for start in range(0, len(paths), per_batch):
             batch = list(paths[start : start + per_batch])
+            if budget is not None and held >= budget:
+                if problems is not None:
+                    problems.update(dict.fromkeys(paths[start:], OVER_BUDGET))
+                break
 
             def frames(answer: dict[str, Any], asked: int = len(batch)) -> int:
                 files = answer.get("files")
                 _check(answer.get("ok") is True and isinstance(files, list))
                 _check(len(files) == asked)
-                return sum(1 for item in files if isinstance(item, list) and item[1] is not None)
+                return sum(
+                    1
+                    for item in files
+                    if isinstance(item, list) and len(item) == 3 and item[1] is not None
+                )
 
             answer, blobs = await self.call(
                 {"op": "read", "paths": batch, "max_bytes": max_bytes},
@@ -350,6 +372,7 @@ class AgentClient:
                 data = next(found)
                 _check(len(data) == item[1])
                 out[path] = data
+                held += len(data)
         return out
 
     async def write_file(self, path: str, content: bytes, expect: dict[str, Any] | None) -> str:

@@ -26,7 +26,7 @@ from shared import db, environment_store, session_store, workspace_store
 from shared.agent.paths import parents_of
 from shared.config import Settings
 from shared.envelope import utc_now
-from shared.execution.agent_client import AgentClient, Conflict
+from shared.execution.agent_client import OVER_BUDGET, AgentClient, Conflict
 from shared.execution.base import ExecutionError, ScanResult, WorkspaceEntry
 from shared.execution.sync_plan import Entry, conflict_path, plan_sync, subtree
 
@@ -112,11 +112,22 @@ class SyncEngine:
             await _record(session_id, skipped=skipped, error=None)
             return SyncOutcome(skipped=tuple(skipped))
 
-        # What the environment changed: read it now (bounded), outside any transaction.
-        wanted = [p for p, e in plan.to_db.items() if e is not None and e[0] == "file"]
+        # What the environment changed: read it now (bounded), outside any transaction. Never
+        # more than the whole quota is read (the smallest first, as the quota keeps them):
+        # the rest could not be stored anyway, and 2000 hard links to one big file would
+        # otherwise be read 2000 times into memory.
+        claimed = {e.path: e.size for e in scan.entries}
+        wanted = sorted(
+            (p for p, e in plan.to_db.items() if e is not None and e[0] == "file"),
+            key=lambda path: claimed.get(path, 0),
+        )
         problems: dict[str, str] = {}
         limit = settings.workspace.max_file_bytes
-        read = await client.read_files(wanted, limit, problems) if wanted else {}
+        read = (
+            await client.read_files(wanted, limit, problems, budget=settings.workspace.max_bytes)
+            if wanted
+            else {}
+        )
         to_db = dict(plan.to_db)
         files: dict[str, bytes] = {}
         for path in wanted:
@@ -124,6 +135,8 @@ class SyncEngine:
                 to_db.pop(path)
                 if problems.get(path) == "too_large":
                     skipped.append((path, "too large"))
+                elif problems.get(path) == OVER_BUDGET:
+                    skipped.append((path, "workspace quota exceeded"))
                 continue
             files[path] = read[path]
             to_db[path] = ("file", _sha(read[path]))  # what was read is what is stored
