@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
-from shared.agent.paths import is_under
+from shared.agent.paths import is_under, parents_of
 
 Entry = tuple[str, str | None]  # ("file", sha256) | ("directory", None)
 
@@ -38,8 +38,10 @@ class SyncPlan:
         return not (self.to_db or self.agreed or self.to_env)
 
 
-def _protected(path: str, roots: Iterable[str]) -> bool:
-    return any(is_under(path, root) for root in roots)
+def _protected(path: str, roots: set[str]) -> bool:
+    """``path`` is one of ``roots`` or inside one: a lookup per directory level, not a scan
+    of every root per path (a shell can make a thousand skipped entries)."""
+    return path in roots or any(parent in roots for parent in parents_of(path))
 
 
 def plan_sync(
@@ -48,7 +50,7 @@ def plan_sync(
     env: Mapping[str, Entry],
     skipped: Iterable[str] = (),
 ) -> SyncPlan:
-    roots = list(skipped)
+    roots = set(skipped)
     to_db: dict[str, Entry | None] = {}
     agreed: dict[str, Entry | None] = {}
     to_env: dict[str, Entry | None] = {}
