@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 
+import anyio
 import httpx
 import pytest
 
@@ -53,6 +54,27 @@ async def test_a_user_runs_at_most_the_quota_of_environments_at_once(
     assert owner.client.post(f"/workspace/{first}/shutdown").json()["data"]["container_cleaned"]
     async with open_terminal(capped, owner, third) as ws:  # one stopped: room for another
         await Terminal(ws).ready()
+
+
+async def test_terminals_opened_all_at_once_start_no_more_than_the_quota(
+    capped: Platform, owner: User
+) -> None:
+    workspaces = [new_workspace(owner) for _ in range(6)]
+    outcomes: list[object] = []
+
+    async def open_one(workspace: str) -> None:
+        async with open_terminal(capped, owner, workspace) as ws:
+            term = Terminal(ws)
+            try:
+                await term.ready()
+                outcomes.append("ready")
+            except AssertionError:
+                outcomes.append(term.close_code)
+
+    async with anyio.create_task_group() as tg:
+        for workspace in workspaces:
+            tg.start_soon(open_one, workspace)
+    assert outcomes.count("ready") == 2 and outcomes.count(4429) == 4, outcomes
 
 
 async def test_a_workspace_takes_at_most_the_quota_of_terminal_connections(

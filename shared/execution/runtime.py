@@ -168,14 +168,18 @@ class ExecutionRuntime:
                     # Whoever started it died before its files were in: put them in now.
                     await self.sync.materialize(session_id, self.client(endpoint))
                 return endpoint, status
-            limit = self.settings.quotas.environments_per_user
-            running = [e for e in await backend.running() if e.owner_id == owner_id]
-            if len(running) >= limit:
-                raise QuotaReached(
-                    f"at most {limit} execution environments may run at once per user; "
-                    "shut one down first"
-                )
-            endpoint, started = await backend.ensure_started(session_id, owner_id)
+            # The count and the start under one lock per owner: opened all at once, N
+            # terminals of N workspaces would otherwise all pass the count (in this process;
+            # replicas each hold their own lock).
+            async with self.locks.hold(("owner", owner_id)):
+                limit = self.settings.quotas.environments_per_user
+                running = [e for e in await backend.running() if e.owner_id == owner_id]
+                if len(running) >= limit:
+                    raise QuotaReached(
+                        f"at most {limit} execution environments may run at once per user; "
+                        "shut one down first"
+                    )
+                endpoint, started = await backend.ensure_started(session_id, owner_id)
             if started:
                 try:
                     await self.sync.materialize(session_id, self.client(endpoint), fresh=True)
