@@ -14,8 +14,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from piccolo.querystring import QueryString
-
 from shared import db
 from shared.envelope import utc_now
 from shared.query import Alias, names, page
@@ -100,6 +98,22 @@ def touch_sql(session_id: str, now: str) -> str:
     return f"UPDATE {sessions} SET {changed} = {now} WHERE {sessions.id} = {session_id}"
 
 
+# The workspace status lists the latest conflicts only (a shell and an API writing the same
+# file in a loop would otherwise grow the row without end).
+KEPT_CONFLICTS = 100
+
+_s = Alias(Session)
+_RECORD_SYNC = f"""
+UPDATE {_s} SET {names(Session.sync_skipped)} = $2::jsonb, {names(Session.last_synced_at)} = $3,
+    {names(Session.sync_error)} = $4, {names(Session.sync_failed_at)} = $5,
+    {names(Session.sync_conflicts)} = CASE WHEN $6::jsonb = '[]'::jsonb
+        THEN {_s.sync_conflicts}
+        ELSE jsonb_path_query_array(coalesce({_s.sync_conflicts}, '[]'::jsonb) || $6::jsonb,
+                                    '$[last - {KEPT_CONFLICTS - 1} to last]') END
+WHERE {_s.id} = $1
+"""
+
+
 async def record_sync(
     session_id: UUID,
     now: datetime,
@@ -108,17 +122,17 @@ async def record_sync(
     error: str | None = None,
 ) -> None:
     """A sync from the environment ran: what it could not bring back (replacing the last
-    list), the paths it kept aside (added to the list), and its error (None: it worked)."""
-    values: dict[Any, Any] = {
-        Session.sync_skipped: json.dumps([{"path": p, "reason": r} for p, r in skipped]),
-        Session.last_synced_at: now,
-        Session.sync_error: error,
-        Session.sync_failed_at: None if error is None else now,
-    }
-    if conflicts:
-        added = json.dumps([{"path": p, "kept_as": k} for p, k in conflicts])
-        values[Session.sync_conflicts] = QueryString("sessions.sync_conflicts || {}::jsonb", added)
-    await Session.update(values).where(Session.id == session_id)
+    list), the paths it kept aside (added to the list, whose last ``KEPT_CONFLICTS`` stay),
+    and its error (None: it worked)."""
+    await db.execute(
+        _RECORD_SYNC,
+        session_id,
+        json.dumps([{"path": p, "reason": r} for p, r in skipped]),
+        now,
+        error,
+        None if error is None else now,
+        json.dumps([{"path": p, "kept_as": k} for p, k in conflicts]),
+    )
 
 
 async def record_sync_failure(session_id: UUID, message: str, now: datetime) -> None:

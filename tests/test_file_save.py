@@ -167,3 +167,18 @@ async def test_a_save_never_waits_for_a_lock_another_transaction_holds(database:
         release.set()
     saved = await file_save.save(owner.token_hash, session_id, "a.txt", b"two", LIMITS)
     assert saved is not None and saved.version == 2
+
+
+async def test_the_status_lists_the_latest_conflicts_only(database: None) -> None:
+    from shared import session_store
+
+    owner = await logged_in()
+    workspace = await workspace_with(owner, "a.txt", b"a")
+    kept = session_store.KEPT_CONFLICTS
+    for n in range(kept + 20):
+        await session_store.record_sync(workspace, utc_now(), [], [("a.txt", f"a.txt.c-{n}")])
+    await session_store.record_sync(workspace, utc_now(), [("x", "too large")], [])
+    state = await session_store.sync_state(workspace)
+    assert state is not None and state["sync_skipped"] == [{"path": "x", "reason": "too large"}]
+    listed = [c["kept_as"] for c in state["sync_conflicts"]]
+    assert listed == [f"a.txt.c-{n}" for n in range(20, kept + 20)]
