@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Iterable, Mapping
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -29,6 +30,7 @@ from shared.account_store import live_token
 from shared.config import WorkspaceSettings
 from shared.envelope import utc_now
 from shared.errors import Conflict, NotFound, TooLarge
+from shared.execution.locks import KeyedLock
 from shared.paths import name_of, parents_of
 from shared.query import Alias, in_subtree
 from shared.review_store import reviewer_reads
@@ -90,12 +92,36 @@ async def lock(session_id: UUID) -> None:
     await db.lock(lock_key(session_id))
 
 
+# Callers of this process waiting for a workspace queue here, holding no database connection
+# (sixteen requests for one busy workspace would otherwise hold the whole pool while they
+# wait in PostgreSQL); a task already holding the workspace goes straight through.
+_queue = KeyedLock()
+_held: ContextVar[frozenset[UUID]] = ContextVar("workspaces_held", default=frozenset())
+
+
 @contextlib.asynccontextmanager
 async def exclusive(session_id: UUID) -> AsyncIterator[None]:
     """Hold the workspace's lock across several transactions and calls to its environment
     (a sync reads the environment, writes the database, pushes into the environment). The
     lock is a session-level one on a pinned connection, released on the way out; if that
-    fails the connection is dropped, which releases it too."""
+    fails the connection is dropped, which releases it too. Re-entrant within a task."""
+    held = _held.get()
+    if session_id in held:
+        async with _advisory(session_id):
+            yield
+        return
+    async with _queue.hold(session_id):
+        token = _held.set(held | {session_id})
+        try:
+            async with _advisory(session_id):
+                yield
+        finally:
+            _held.reset(token)
+
+
+@contextlib.asynccontextmanager
+async def _advisory(session_id: UUID) -> AsyncIterator[None]:
+    """The workspace's lock among every process: a session-level advisory lock."""
     key = lock_key(session_id)
     async with db.pinned() as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", key)
