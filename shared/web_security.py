@@ -84,7 +84,12 @@ def _behind_trusted_proxy(scope: Scope, http: HttpSettings) -> bool:
 
 
 def client_address(scope: Scope, http: HttpSettings) -> str:
-    """The caller's address, as rate limits count it."""
+    """The caller's address, as rate limits count it: an IPv6 client by its /64, the block
+    one subscriber gets (counting single addresses, one client would be 2**64 of them)."""
+    return _as_counted(_client_address(scope, http))
+
+
+def _client_address(scope: Scope, http: HttpSettings) -> str:
     peer = _peer(scope) or "unknown"
     if not _behind_trusted_proxy(scope, http):
         return peer
@@ -96,6 +101,18 @@ def client_address(scope: Scope, http: HttpSettings) -> str:
             return hop[:64]
     # Every hop is a trusted proxy: the leftmost is the closest thing to a client.
     return hops[0][:64] if hops else peer
+
+
+def _as_counted(address: str) -> str:
+    try:
+        parsed = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return address
 
 
 def _normalize_origin(value: str) -> str | None:

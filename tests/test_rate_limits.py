@@ -158,6 +158,17 @@ def test_registration_is_rate_limited_per_client_address(limited: Platform) -> N
         assert register(elsewhere).status_code == 201
 
 
+def test_an_ipv6_client_is_counted_by_its_64_block(limited: Platform) -> None:
+    # A subscriber gets a /64: counting single addresses would give one client 2**64 budgets.
+    for i in range(REGISTRATIONS_PER_ADDRESS):
+        with via_proxy(limited, f"2001:db8:41:1::{i + 1}") as api:
+            assert register(api).status_code == 201
+    with via_proxy(limited, "2001:db8:41:1:ffff::7") as same_block:
+        assert "registrations" in assert_error(register(same_block), 429)["error"]
+    with via_proxy(limited, "2001:db8:41:2::1") as next_block:
+        assert register(next_block).status_code == 201
+
+
 def test_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(limited: Platform) -> None:
     # Straight from 127.0.0.3 (not a proxy; an address no other test uses, since the counts
     # live in the shared database): whatever it claims, every registration counts against it.
