@@ -179,6 +179,11 @@ class ExecutionRuntime:
                         f"at most {limit} execution environments may run at once per user; "
                         "shut one down first"
                     )
+                # What an earlier environment had synced says nothing of a new one: a sync
+                # that reaches the new one before its files are in (a crash between the two
+                # steps, a read racing the start) must push the files in, not read their
+                # absence as the shell deleting them.
+                await environment_store.clear(session_id)
                 endpoint, started = await backend.ensure_started(session_id, owner_id)
             if started:
                 try:
@@ -330,8 +335,6 @@ class ExecutionRuntime:
             return self._kept(closed, exc)
         await backend.stop(session_id)
         self._forget(session_id)
-        with contextlib.suppress(Exception):
-            await environment_store.clear(session_id)
         return ShutdownOutcome(closed=closed, cleaned=True)
 
     @staticmethod
