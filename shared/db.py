@@ -130,6 +130,18 @@ async def start(settings: Settings) -> None:
             raise
 
 
+# A replica that vanishes without closing its connections (a node or network gone, unlike a
+# kill, which the kernel answers for) would keep its locks in PostgreSQL until the OS gives
+# up on the socket, hours later: the server probes quiet connections and drops dead ones
+# within about 30 s (TCP connections only; a unix socket's peer cannot vanish that way).
+KEEPALIVE = {
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_count": "3",
+    "tcp_user_timeout": "30000",
+}
+
+
 async def _open_pool(settings: Settings) -> Pool:
     limits = settings.database
     statement_ms = int(limits.statement_timeout * 1000)
@@ -148,7 +160,7 @@ async def _open_pool(settings: Settings) -> Pool:
         # The server cancels a statement that runs too long (its connection stays usable);
         # the client gives up a second later, for a server that does not answer at all.
         command_timeout=limits.statement_timeout + _CLIENT_GRACE_SECONDS,
-        server_settings={"jit": "off", "statement_timeout": str(statement_ms)},
+        server_settings={"jit": "off", "statement_timeout": str(statement_ms), **KEEPALIVE},
     )
 
 
@@ -196,7 +208,9 @@ async def migrate() -> None:
     configure()
     # Migrations run on their own connections; a session-level lock on a dedicated connection
     # serializes replicas without holding a transaction open around DDL.
-    conn = await asyncpg.connect(DB.config["dsn"], timeout=DB.config["timeout"])
+    conn = await asyncpg.connect(
+        DB.config["dsn"], timeout=DB.config["timeout"], server_settings=KEEPALIVE
+    )
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_KEY)
         with contextlib.redirect_stdout(_LogWriter()):

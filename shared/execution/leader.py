@@ -31,7 +31,9 @@ async def run_as_leader(
     while True:
         conn = None
         try:
-            conn = await asyncpg.connect(db.DB.config["dsn"], timeout=connect_timeout)
+            conn = await asyncpg.connect(
+                db.DB.config["dsn"], timeout=connect_timeout, server_settings=db.KEEPALIVE
+            )
             if await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
                 log.info("this process now runs the background work (periodic sync, reaper)")
                 async with anyio.create_task_group() as tg:
