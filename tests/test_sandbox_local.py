@@ -3,10 +3,12 @@ command line, file operations a user cannot turn against the host, unsandboxed m
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -147,6 +149,32 @@ async def test_sandboxes_start_under_a_data_dir_too_deep_for_a_socket_address() 
         await backend.aclose()
         backend.destroy_everything()
         shutil.rmtree(top, ignore_errors=True)
+
+
+async def test_a_spare_left_half_claimed_by_a_killed_server_is_freed() -> None:
+    root = Path(tempfile.mkdtemp(prefix="cep-halfclaim-"))
+    os.chmod(root, 0o711)
+    backend = LocalBackend(SandboxSettings(root=root / "sandboxes", warm_spares=0))
+    await backend.start()
+    try:
+        await backend.ensure_started(uuid.uuid4(), 1)
+        (slot_dir,) = (backend.root / "slots").iterdir()
+        # What a kill between the claim file and its record in meta.json leaves: a running
+        # slot nobody owns and nobody can claim.
+        meta = json.loads((slot_dir / "meta.json").read_text())
+        for key in ("session_id", "owner_id", "claimed_at"):
+            meta.pop(key)
+        (slot_dir / "meta.json").write_text(json.dumps(meta))
+        for link in (backend.root / "sessions").iterdir():
+            link.unlink()
+        long_ago = time.time() - 3600
+        os.utime(slot_dir / "claim", (long_ago, long_ago))
+        await anyio.to_thread.run_sync(backend._tidy)
+        assert list((backend.root / "slots").iterdir()) == []
+    finally:
+        await backend.aclose()
+        backend.destroy_everything()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 async def test_unsandboxed_mode_runs_a_plain_shell(tmp_path: Path) -> None:

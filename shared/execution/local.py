@@ -136,7 +136,9 @@ class LocalBackend:
                     local_slots.destroy_abandoned(slot_dir, self.containment)
                 continue
             if slot.session_id is None and (
-                not slot.alive() or slot.meta.get("agent") != local_slots.AGENT_VERSION
+                not slot.alive()
+                or slot.meta.get("agent") != local_slots.AGENT_VERSION
+                or self._half_claimed(slot)
             ):
                 # Dead, or a spare of another release's agent: a new session gets today's.
                 local_slots.destroy(slot, self.containment)
@@ -148,6 +150,17 @@ class LocalBackend:
         for link in (self.root / "sessions").iterdir():
             if not link.resolve().exists():
                 link.unlink(missing_ok=True)
+
+    @staticmethod
+    def _half_claimed(slot: Slot) -> bool:
+        """A spare whose claim file outlived its making (a kill between the claim and its
+        record, or within an unclaim): nobody can claim it again, and nothing of a user's is
+        in it yet."""
+        try:
+            age = time.time() - (slot.dir / local_slots.CLAIM).stat().st_mtime
+        except FileNotFoundError:
+            return False
+        return age > UNLINKED_GRACE_SECONDS
 
     def _unlinked(self, slot: Slot) -> bool:
         link = self.root / "sessions" / str(slot.session_id)
