@@ -134,6 +134,10 @@ class LocalBackend:
             if slot is None:
                 if local_slots.abandoned(slot_dir):
                     local_slots.destroy_abandoned(slot_dir, self.containment)
+                elif (slot_dir / local_slots.CLAIM).exists():
+                    log.warning("environment slot %s is claimed but its meta.json is unreadable; "
+                                "left as it is (its workspace is %s)", slot_dir.name,
+                                slot_dir / "workspace")  # fmt: skip
                 continue
             if slot.session_id is None and (
                 not slot.alive()

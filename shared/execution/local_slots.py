@@ -294,7 +294,11 @@ def _child_pid(info_fd: int, pid: int, timeout: float = 10.0) -> int | None:
 
 def abandoned(slot_dir: Path) -> bool:
     """A slot without a readable meta.json whose maker died before saving it (a server
-    killed while making a sandbox): its cgroup, volume and uid are nobody's now."""
+    killed while making a sandbox): its cgroup, volume and uid are nobody's now. A claimed
+    one never is: its meta.json was lost (a power cut before the disk had it), not its
+    user's files, so it is left for an operator rather than destroyed."""
+    if (slot_dir / CLAIM).exists():
+        return False
     try:
         pid, started = (int(part) for part in (slot_dir / MAKER).read_text().split())
     except (OSError, ValueError):  # not even the maker's name was written
