@@ -35,11 +35,10 @@ from shared.execution.runtime import process_runtime, running_runtime
 from shared.health import health, liveness, readiness
 from shared.request_body import check_json_body
 from shared.throttle import TokenBuckets, throttle
-from shared.web_security import client_address, guard
+from shared.web_security import STATE_CHANGING, client_address, guard
 
 # Every route can fail these ways regardless of what it does (503/507: the database fails).
 _ALWAYS = (400, 431, 500, 503, 507)
-_STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 REQUEST_MAX_BODY_BYTES = 4 * 1024 * 1024  # a 1 MiB file as base64 JSON fits with room
 
 
@@ -63,7 +62,7 @@ def _document_errors(handlers: Sequence[Any]) -> None:
             codes.append(401)
         if "data" in inspect.signature(handler.fn).parameters:
             codes.append(415)
-        if _STATE_CHANGING & set(handler.http_methods):
+        if STATE_CHANGING & set(handler.http_methods):
             codes.append(403)  # the cross-site (Origin) rule for cookie-authenticated calls
         extra = error_responses(*codes)
         handler.responses = {**extra, **(handler.responses or {})}

@@ -153,15 +153,6 @@ END
 """
 
 
-def function_sql() -> str:
-    """The statement that installs ``platform_save_file`` (what its migration holds)."""
-    return f"""CREATE OR REPLACE FUNCTION {FUNCTION}(
-    p_token_hash text, p_session uuid, p_path text, p_content bytea, p_sha256 text,
-    p_now timestamptz, p_max_bytes bigint, p_lock bigint, p_check boolean, p_versions integer[],
-    OUT outcome text, OUT file_version integer
-) LANGUAGE plpgsql AS $body${function_body()}$body$"""
-
-
 # Saves in one statement: the function once per save, in the order given (sorted by lock
 # key); If-Match versions travel as "1,2" text (NULL: any version).
 _GROUP = f"""

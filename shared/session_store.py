@@ -105,10 +105,10 @@ KEPT_CONFLICTS = 100
 _s = Alias(Session)
 _RECORD_SYNC = f"""
 UPDATE {_s} SET {names(Session.sync_skipped)} = $2::jsonb, {names(Session.last_synced_at)} = $3,
-    {names(Session.sync_error)} = $4, {names(Session.sync_failed_at)} = $5,
-    {names(Session.sync_conflicts)} = CASE WHEN $6::jsonb = '[]'::jsonb
+    {names(Session.sync_error)} = NULL, {names(Session.sync_failed_at)} = NULL,
+    {names(Session.sync_conflicts)} = CASE WHEN $4::jsonb = '[]'::jsonb
         THEN {_s.sync_conflicts}
-        ELSE jsonb_path_query_array(coalesce({_s.sync_conflicts}, '[]'::jsonb) || $6::jsonb,
+        ELSE jsonb_path_query_array(coalesce({_s.sync_conflicts}, '[]'::jsonb) || $4::jsonb,
                                     '$[last - {KEPT_CONFLICTS - 1} to last]') END
 WHERE {_s.id} = $1
 """
@@ -119,18 +119,15 @@ async def record_sync(
     now: datetime,
     skipped: Sequence[tuple[str, str]],
     conflicts: Sequence[tuple[str, str]],
-    error: str | None = None,
 ) -> None:
-    """A sync from the environment ran: what it could not bring back (replacing the last
-    list), the paths it kept aside (added to the list, whose last ``KEPT_CONFLICTS`` stay),
-    and its error (None: it worked)."""
+    """A sync from the environment worked: what it could not bring back (replacing the last
+    list) and the paths it kept aside (added to the list, whose last ``KEPT_CONFLICTS``
+    stay); a failure recorded earlier is cleared."""
     await db.execute(
         _RECORD_SYNC,
         session_id,
         json.dumps([{"path": p, "reason": r} for p, r in skipped]),
         now,
-        error,
-        None if error is None else now,
         json.dumps([{"path": p, "kept_as": k} for p, k in conflicts]),
     )
 

@@ -11,12 +11,11 @@ that login ends.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from datetime import timedelta
 from uuid import UUID
 
 from shared import account_store
+from shared.auth import hash_token, new_token
 from shared.envelope import utc_now
 from shared.tables import TerminalTicket
 
@@ -24,21 +23,17 @@ TICKET_TTL_SECONDS = 60
 _MAX_TICKET_CHARS = 128  # anything longer is not one of ours; not worth hashing
 
 
-def _hash(ticket: str) -> str:
-    return hashlib.sha256(ticket.encode()).hexdigest()
-
-
 async def issue(user_id: int, session_id: UUID, token_hash: str) -> str:
     """A fresh ticket for ``user_id`` to open the terminal of ``session_id``; shown once.
 
     The caller has checked that the user owns the session. Expired tickets are pruned here.
     """
-    ticket = secrets.token_urlsafe(32)
+    ticket, ticket_hash = new_token()  # made and stored like a login token
     now = utc_now()
     await TerminalTicket.delete().where(TerminalTicket.expires_at <= now)
     await TerminalTicket.insert(
         TerminalTicket(
-            ticket_hash=_hash(ticket),
+            ticket_hash=ticket_hash,
             user_id=user_id,
             session_id=session_id,
             token_hash=token_hash,
@@ -60,7 +55,7 @@ async def redeem(ticket: str | None, session_id: UUID) -> tuple[int, str] | None
         return None
     used = await (
         TerminalTicket.delete()
-        .where(TerminalTicket.ticket_hash == _hash(ticket))
+        .where(TerminalTicket.ticket_hash == hash_token(ticket))
         .returning(
             TerminalTicket.user_id,
             TerminalTicket.session_id,

@@ -106,9 +106,8 @@ async def exclusive(session_id: UUID) -> AsyncIterator[None]:
     lock is a session-level one on a pinned connection, released on the way out; if that
     fails the connection is dropped, which releases it too. Re-entrant within a task."""
     held = _held.get()
-    if session_id in held:
-        async with _advisory(session_id):
-            yield
+    if session_id in held:  # this task holds it already, in PostgreSQL too
+        yield
         return
     async with _queue.hold(session_id):
         token = _held.set(held | {session_id})

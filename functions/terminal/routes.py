@@ -31,12 +31,12 @@ from shared.config import HttpSettings, Settings
 from shared.envelope import Envelope, ok
 from shared.errors import Conflict, database_unavailable, error_responses
 from shared.execution.base import ExecutionError, ExecutionState
+from shared.execution.relays import CLOSE_UNAUTHENTICATED
 from shared.execution.relays import Relay as RelayRecord
 from shared.execution.runtime import ExecutionRuntime, QuotaReached
 
 log = logging.getLogger(__name__)
 
-CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_OVER_QUOTA = 4429

@@ -38,15 +38,12 @@ MAX_JSON = 4 * 1024 * 1024  # a scan of thousands of entries fits
 MAX_DATA = 16 * 1024 * 1024  # the largest file either side moves in one frame
 AUTH_LABEL = b"cep-agent-auth\x00"
 
-# Error codes of failed operations (``{"ok": false, "error": ...}``).
-E_MISSING = "missing"  # nothing at that path
+# Error codes of failed operations (``{"ok": false, "error": ...}``): "missing" (nothing at
+# that path), "too_large", "not_file", "unsafe" (a symlink or a file where a directory is
+# needed), "invalid" (a malformed request), "failed" (any other OS error), and the two the
+# platform acts on:
 E_CONFLICT = "conflict"  # the file is not what the caller expected
-E_TOO_LARGE = "too_large"
-E_NOT_FILE = "not_file"
-E_UNSAFE = "unsafe"  # a symlink or a file where a directory is needed
 E_NO_SPACE = "no_space"  # the workspace volume is full
-E_INVALID = "invalid"  # a malformed request
-E_FAILED = "failed"  # any other OS error
 
 
 class ProtocolError(Exception):

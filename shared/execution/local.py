@@ -331,11 +331,6 @@ class LocalBackend:
                 await self._keeper
             self._keeper = None
 
-    async def destroy_spares(self) -> None:
-        self._ready.clear()
-        for spare in await self._spares():
-            await anyio.to_thread.run_sync(local_slots.destroy, spare, self.containment)
-
     def destroy_everything(self) -> None:
         """Every slot of this root, claimed or not (tests and `make clean`)."""
         for slot_dir in sorted((self.root / "slots").iterdir()):

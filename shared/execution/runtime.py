@@ -219,9 +219,13 @@ class ExecutionRuntime:
             self._wake.set()
 
     def output_seen(self, session_id: UUID) -> None:
-        """Terminal output: sync once it has been quiet for a moment (debounced)."""
+        """Terminal output: sync once it has been quiet for a moment (debounced). Called for
+        every chunk: the scheduler is woken only when the session was not already waiting
+        (a later due time never needs it)."""
+        waiting = session_id in self._due
         self._due[session_id] = time.monotonic() + self.config.sync_quiet_seconds
-        self._wake.set()
+        if not waiting:
+            self._wake.set()
 
     async def _sync_now(self, session_id: UUID) -> None:
         try:

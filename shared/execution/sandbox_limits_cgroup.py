@@ -36,8 +36,7 @@ from shared.execution.sandbox_limits_detect import (
 # Sandbox processes are the host OOM killer's first choice, before PostgreSQL or the server;
 # an unprivileged process may raise its score but never lower it again.
 OOM_SCORE_ADJ = 500
-# The join prefix fails with this code (like env/nsenter) when a cgroup cannot be joined.
-JOIN_FAILED = 125
+# The join prefix fails with 125 (like env/nsenter) when a cgroup cannot be joined.
 _JOIN_SCRIPT = (
     'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; '
     f"echo {OOM_SCORE_ADJ} > /proc/$$/oom_score_adj; "

@@ -173,12 +173,6 @@ class UidPool:
                 found[uid] = str(lease.get("holder", "?"))
         return found
 
-    def reclaim_stale(self) -> list[int]:
-        """Drop every stale lease now (allocate also does it lazily)."""
-        with _locked(self.lease_dir):
-            busy = uids_in_use()
-            return [uid for uid in sorted(self._leased()) if self._reclaim_if_stale(uid, busy)]
-
     def _leased(self) -> set[int]:
         try:
             names = os.listdir(self.lease_dir)

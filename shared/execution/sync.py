@@ -81,7 +81,7 @@ class SyncEngine:
             await client.materialize(entries)
             async with db.transaction():
                 await environment_store.reset_to_database(session_id)
-                await _record(session_id, skipped=[], error=None)
+                await _record(session_id, skipped=[])
 
     # -- the sync ----------------------------------------------------------------------------
 
@@ -109,7 +109,7 @@ class SyncEngine:
         base = await environment_store.baseline(session_id)
         plan = plan_sync(stored, base, env, [path for path, _ in skipped])
         if plan.empty:
-            await _record(session_id, skipped=skipped, error=None)
+            await _record(session_id, skipped=skipped)
             return SyncOutcome(skipped=tuple(skipped))
 
         # What the environment changed: read it now (bounded), outside any transaction. Never
@@ -168,7 +168,7 @@ class SyncEngine:
                 directories += [p for p in parents_of(path) if p not in stored and p not in env]
             await workspace_store.apply_changes(session_id, files, directories, deletes)
             await environment_store.update(session_id, {**plan.agreed, **to_db})
-            await _record(session_id, skipped=skipped, error=None, conflicts=conflicts)
+            await _record(session_id, skipped=skipped, conflicts=conflicts)
 
         pushed = await self._push(session_id, client, plan.to_env, base)
         if conflicts:
@@ -267,11 +267,10 @@ async def _record(
     session_id: UUID,
     *,
     skipped: list[tuple[str, str]],
-    error: str | None,
     conflicts: list[tuple[str, str]] | None = None,
 ) -> None:
-    """The workspace status's view of the last sync."""
-    await session_store.record_sync(session_id, utc_now(), skipped, conflicts or [], error)
+    """The workspace status's view of the last sync, which worked (its error cleared)."""
+    await session_store.record_sync(session_id, utc_now(), skipped, conflicts or [])
 
 
 async def record_failure(session_id: UUID, message: str) -> None:
