@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 
-import anyio
 import msgspec
 from litestar import Response, get
 
@@ -71,34 +72,51 @@ async def _health_response() -> Response[Envelope[Health]]:
 
 
 _PING_TTL_SECONDS = 1.0
+# While a new measurement is under way, the last one still answers for this long: a health
+# check never queues behind another's round trip (under load that wait was health's p99)
+# unless the database has been silent for longer than both together.
+_STALE_GRACE_SECONDS = 1.0
 # (monotonic time, latency ms or the failure): one measurement shared for a second.
 _last_ping: tuple[float, float | Exception] | None = None
-_ping_lock = anyio.Lock()
-
-
-def _recent() -> float | Exception | None:
-    if _last_ping is not None and time.monotonic() - _last_ping[0] < _PING_TTL_SECONDS:
-        return _last_ping[1]
-    return None
+_refresh: asyncio.Task[float | Exception] | None = None
 
 
 async def _ping() -> float:
     """The database round trip, measured at most once a second however often health is asked.
 
     Probes and load balancers poll health; one shared measurement per second keeps that from
-    costing a query per request. A failure is shared for that second too, so checks queued
-    behind one that waited for a stalled database answer at once instead of each waiting.
+    costing a query per request. A failure is shared for that second too, so checks arriving
+    while a stalled database is awaited answer at once instead of each waiting. Once the
+    measurement is a second old, the next check starts a new one in the background and
+    checks keep the last answer until it lands, or wait for it when that answer is over
+    ``_PING_TTL_SECONDS + _STALE_GRACE_SECONDS`` old.
     """
-    global _last_ping
-    result = _recent()
-    if result is None:
-        async with _ping_lock:
-            result = _recent()
-            if result is None:
-                result = await _measure()
-                _last_ping = (time.monotonic(), result)
+    last = _last_ping
+    age = time.monotonic() - last[0] if last is not None else math.inf
+    if age >= _PING_TTL_SECONDS:
+        refresh = _refreshing()
+        if last is None or age >= _PING_TTL_SECONDS + _STALE_GRACE_SECONDS:
+            # One caller giving up (a probe's timeout) stops nobody else's wait.
+            last = (0.0, await asyncio.shield(refresh))
+    result = last[1]
     if isinstance(result, Exception):
         raise result
+    return result
+
+
+def _refreshing() -> asyncio.Task[float | Exception]:
+    """The measurement under way, started now if there is none (on this event loop)."""
+    global _refresh
+    loop = asyncio.get_running_loop()
+    if _refresh is None or _refresh.done() or _refresh.get_loop() is not loop:
+        _refresh = loop.create_task(_measure_and_keep())
+    return _refresh
+
+
+async def _measure_and_keep() -> float | Exception:
+    global _last_ping
+    result = await _measure()
+    _last_ping = (time.monotonic(), result)
     return result
 
 
