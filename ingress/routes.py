@@ -40,14 +40,29 @@ ROUTE_TABLE: tuple[Route, ...] = (
 )
 
 
+_SERVICE_OF_PREFIX = {route.prefix: route.service for route in ROUTE_TABLE}
+_PREFIX_DEPTH = max(route.prefix.count("/") for route in ROUTE_TABLE)
+
+
 def service_for_path(path: str) -> str:
-    """The service that serves ``path``: a function, the web IDE, or the front door."""
-    best: Route | None = None
-    for route in ROUTE_TABLE:
-        if path == route.prefix or path.startswith(route.prefix + "/"):
-            if best is None or len(route.prefix) > len(best.prefix):
-                best = route
-    return best.service if best else FRONT_DOOR
+    """The service that serves ``path``: a function, the web IDE, or the front door.
+
+    Every request asks, so it costs a few dictionary lookups: the path's first segments, up to
+    as many as the deepest prefix has, the longest first.
+    """
+    ends: list[int] = []
+    end = 0
+    for _ in range(_PREFIX_DEPTH):
+        end = path.find("/", end + 1)
+        if end < 0:
+            ends.append(len(path))
+            break
+        ends.append(end)
+    for end in reversed(ends):
+        service = _SERVICE_OF_PREFIX.get(path[:end])
+        if service is not None:
+            return service
+    return FRONT_DOOR
 
 
 def prefixes_of(service: str) -> list[str]:

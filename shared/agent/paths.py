@@ -24,12 +24,14 @@ def path_problem(path: str) -> str | None:
         return "must be relative (no leading '/')"
     if "\\" in path:
         return "must not contain a backslash"
-    for char in path:
-        # U+200D (zero-width joiner) is a format character emoji sequences need.
-        if char == "\x00" or (
-            unicodedata.category(char) in _FORBIDDEN_CATEGORIES and char != "\u200d"
-        ):
-            return "must not contain control characters"
+    # Printable ASCII (most paths) has no control or format character: no per-character look.
+    if not (path.isascii() and path.isprintable()):
+        for char in path:
+            # U+200D (zero-width joiner) is a format character emoji sequences need.
+            if char == "\x00" or (
+                unicodedata.category(char) in _FORBIDDEN_CATEGORIES and char != "\u200d"
+            ):
+                return "must not contain control characters"
     try:
         encoded = path.encode("utf-8")
     except UnicodeEncodeError:
