@@ -1,17 +1,16 @@
 """A correct ``Allow`` header on automatic OPTIONS responses.
 
 Litestar 2 answers OPTIONS for a path that has several handlers with the methods of the
-first handler only (fixed in Litestar 3). This middleware rewrites the header from the
+first handler only (fixed in Litestar 3). This rewrites the header from the
 complete route table of the app, so clients (and schemathesis) see every method a path has.
+``shared.web_security.guard`` applies it to every OPTIONS response.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from litestar import Litestar
 from litestar.routes import HTTPRoute
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import Message, Scope, Send
 
 
 def allow_headers(app: Litestar) -> dict[str, bytes]:
@@ -25,24 +24,15 @@ def allow_headers(app: Litestar) -> dict[str, bytes]:
     return table
 
 
-def allow_middleware(table: dict[str, bytes]) -> Any:
-    def factory(app: ASGIApp) -> ASGIApp:
-        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http" or scope["method"] != "OPTIONS":
-                await app(scope, receive, send)
-                return
-            allow = table.get(scope.get("path_template", ""))
+def send_with_allow(send: Send, scope: Scope, table: dict[str, bytes]) -> Send:
+    """``send`` with the response's ``Allow`` header taken from ``table`` by the path template
+    the router matched (read when the response starts, after routing)."""
 
-            async def send_with_allow(message: Message) -> None:
-                if allow and message["type"] == "http.response.start":
-                    headers = [
-                        (k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"
-                    ]
-                    message = {**message, "headers": [*headers, (b"allow", allow)]}
-                await send(message)
+    async def wrapped(message: Message) -> None:
+        allow = table.get(scope.get("path_template", ""))
+        if allow and message["type"] == "http.response.start":
+            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+            message = {**message, "headers": [*headers, (b"allow", allow)]}
+        await send(message)
 
-            await app(scope, receive, send_with_allow)
-
-        return middleware
-
-    return factory
+    return wrapped

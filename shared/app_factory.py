@@ -26,7 +26,6 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from shared import db
-from shared.allow import allow_headers, allow_middleware
 from shared.auth import authenticator
 from shared.config import Settings, get_settings
 from shared.docs import API_TITLE, API_VERSION, app_openapi, docs_handlers
@@ -34,8 +33,8 @@ from shared.errors import EXCEPTION_HANDLERS, error_responses
 from shared.execution.runtime import process_runtime, running_runtime
 from shared.health import health, liveness, readiness
 from shared.request_body import check_json_body
-from shared.throttle import TokenBuckets, throttle
-from shared.web_security import STATE_CHANGING, client_address, guard
+from shared.throttle import TokenBuckets
+from shared.web_security import STATE_CHANGING, Lane, guard
 
 # Every route can fail these ways regardless of what it does (503/507: the database fails).
 _ALWAYS = (400, 431, 500, 503, 507)
@@ -91,11 +90,13 @@ def create_app(
     uses_execution: bool = False,
     docs: Callable[[Litestar], dict[str, Any]] | None = None,
     extra_handlers: Sequence[Any] = (),
+    lane: Lane | None = None,
 ) -> Litestar:
     """A function's app: its own routes plus liveness, health and its OpenAPI docs.
 
     ``docs`` overrides what /openapi.json serves (the gateway's front door serves the merge
-    of every function); by default a function documents itself.
+    of every function); by default a function documents itself. ``lane`` answers one hot
+    request below Litestar's routing (see ``shared.web_security.guard``).
     """
     settings = get_settings()
     handlers = list(route_handlers) + list(extra_handlers)
@@ -122,9 +123,7 @@ def create_app(
     )
     title = f"{API_TITLE}: {name}" if docs is None else API_TITLE
 
-    allow_table: dict[str, bytes] = {}  # filled once the app knows its routes
     app = Litestar(
-        middleware=[allow_middleware(allow_table)],
         route_handlers=[*handlers, liveness, health, readiness, *docs_handlers(document, title)],
         dependencies={
             "user": Provide(authenticator(settings)),
@@ -164,12 +163,9 @@ def create_app(
     )
     app_holder["app"] = app
     # Outside CORS and routing: oversized headers and cross-site requests stop here, and a
-    # flood of account requests from one address costs microseconds each.
-    app.asgi_handler = guard(app.asgi_handler, settings.http)
+    # flood of account requests from one address costs microseconds each. One layer, and no
+    # Litestar middleware at all: a route without middleware skips a second exception layer.
     buckets = TokenBuckets(settings.auth.requests_per_second, settings.auth.requests_burst)
-    app.asgi_handler = throttle(
-        app.asgi_handler, buckets, lambda scope: client_address(scope, settings.http)
-    )
-    allow_table.update(allow_headers(app))
+    app.asgi_handler = guard(app, settings.http, buckets, lane)
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     return app

@@ -29,7 +29,7 @@ from shared import account_store
 from shared.config import AuthSettings, HttpSettings, Settings
 from shared.errors import Forbidden, Unauthorized, Unavailable
 from shared.schemas import UserProfile
-from shared.web_security import cookie_request_refusal
+from shared.web_security import cookie_request_refusal, header
 
 T = TypeVar("T")
 
@@ -119,7 +119,7 @@ def token_from_connection(connection: ASGIConnection, http: HttpSettings) -> str
     A state-changing request that the cookie would authenticate must come from an allowed
     origin (403 otherwise): another site can make a browser send the cookie, not the header.
     """
-    bearer = bearer_token(connection.headers.get("authorization"))
+    bearer = bearer_token(header(connection.scope, b"authorization"))
     if bearer is not None:
         return bearer
     cookie = connection.cookies.get(http.cookie_name) or None

@@ -295,6 +295,15 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 }
 
 
+async def send_error(scope: Any, receive: Any, send: Any, exc: Exception) -> None:
+    """Answer ``exc`` exactly as the app's exception handling would, for code that answers
+    below Litestar's routing (``functions.workspace.routes.read_file_lane``)."""
+    handler = next(EXCEPTION_HANDLERS[c] for c in type(exc).__mro__ if c in EXCEPTION_HANDLERS)
+    request: Request = Request(scope, receive, send)
+    response = handler(request, exc)
+    await response.to_asgi_response(app=None, request=request)(scope, receive, send)
+
+
 _DESCRIPTIONS = {
     400: "Invalid input; every failing field is named in `error`",
     401: "Not authenticated",

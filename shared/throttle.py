@@ -2,7 +2,8 @@
 account endpoints (register, login) get a token bucket in memory, checked before anything
 else runs (no body parsing, no database). What passes still meets the durable limits in
 PostgreSQL (``rate_limit``); what does not is a 429 that costs microseconds, so a flood
-from one address cannot take the event loop from everybody else.
+from one address cannot take the event loop from everybody else. ``shared.web_security.guard``
+asks the buckets.
 """
 
 from __future__ import annotations
@@ -11,11 +12,6 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-import msgspec
-
-from shared.envelope import error_body
-
-Scope = dict[str, Any]
 THROTTLED_PATHS = frozenset({"/api/users/register", "/api/users/login"})
 MAX_TRACKED = 10_000  # addresses remembered (least recently seen forgotten first)
 
@@ -43,29 +39,3 @@ class TokenBuckets:
         while len(self._buckets) > MAX_TRACKED:
             self._buckets.popitem(last=False)
         return wait
-
-
-def throttle(app: Any, buckets: TokenBuckets, address: Any) -> Any:
-    """ASGI wrapper: POSTs to the account endpoints over the budget of their client address
-    get 429 at once. ``address(scope)`` names the client (trusted proxies considered)."""
-
-    async def guarded(scope: Scope, receive: Any, send: Any) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["method"] == "POST"
-            and scope["path"].rstrip("/") in THROTTLED_PATHS
-        ):
-            wait = buckets.take(address(scope))
-            if wait > 0:
-                body = msgspec.json.encode(
-                    error_body("Too many requests", "too many requests from your address")
-                )
-                await send({"type": "http.response.start", "status": 429, "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"retry-after", str(max(1, round(wait))).encode()),
-                ]})  # fmt: skip
-                await send({"type": "http.response.body", "body": body})
-                return
-        await app(scope, receive, send)
-
-    return guarded

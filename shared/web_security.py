@@ -12,23 +12,28 @@
 - Header size. Request headers over ``MAX_HEADER_BYTES`` in total get 431. uvicorn's
   httptools parser has no limit of its own, so this is checked here, after parsing; the
   memory bound in production is the ingress's header buffer.
+- Floods. POSTs to the account endpoints over their client address's token bucket get 429
+  (``shared.throttle``).
 
-``guard`` wraps a function's whole ASGI app (outside CORS), so its refusals happen before any
-routing, authentication or body parsing.
+``guard`` is the one layer in front of a function's Litestar app (outside CORS), so its
+refusals happen before any routing, authentication or body parsing.
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
+from litestar import Litestar
 
+from shared.allow import allow_headers, send_with_allow
 from shared.config import HttpSettings
 from shared.envelope import error_body
+from shared.throttle import THROTTLED_PATHS, TokenBuckets
 
 MAX_HEADER_BYTES = 32 * 1024  # what an nginx ingress accepts by default (4 x 8 KiB buffers)
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -59,8 +64,9 @@ def _is_trusted(address: str, networks: tuple[Network, ...]) -> bool:
     return any(ip in network for network in networks)
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    """The last value of a header (latin-1, as HTTP defines), or None."""
+def header(scope: Scope, name: bytes) -> str | None:
+    """The last value of a header (latin-1, as HTTP defines), or None; read from the scope
+    directly (a Litestar ``Headers`` costs more than the scan)."""
     value = None
     for key, raw in scope.get("headers", ()):
         if key == name:
@@ -143,12 +149,12 @@ def _allowed_origins(cors_origins: tuple[str, ...]) -> frozenset[str]:
 def own_origin(scope: Scope, http: HttpSettings) -> str | None:
     """The API's own origin as the browser sees it: the request's scheme and Host (the
     scheme from ``X-Forwarded-Proto`` when a trusted proxy terminated TLS)."""
-    host = _header(scope, b"host")
+    host = header(scope, b"host")
     if not host:
         return None
     scheme = _WEB_SCHEMES.get(scope.get("scheme", "http"), "http")
     if _behind_trusted_proxy(scope, http):
-        forwarded = (_header(scope, b"x-forwarded-proto") or "").split(",")[0].strip().lower()
+        forwarded = (header(scope, b"x-forwarded-proto") or "").split(",")[0].strip().lower()
         if forwarded in _DEFAULT_PORTS:
             scheme = forwarded
     return _normalize_origin(f"{scheme}://{host}")
@@ -167,7 +173,7 @@ def origin_allowed(scope: Scope, origin: str, http: HttpSettings) -> bool:
 
 def websocket_refusal(scope: Scope, http: HttpSettings) -> str | None:
     """Why a WebSocket handshake must be refused (a foreign ``Origin``), else None."""
-    origin = _header(scope, b"origin")
+    origin = header(scope, b"origin")
     if origin is not None and not origin_allowed(scope, origin, http):
         return f"WebSocket from origin {origin[:100]!r} is not allowed"
     return None
@@ -181,9 +187,9 @@ def cookie_request_refusal(scope: Scope, http: HttpSettings) -> str | None:
     """
     if scope["type"] != "http" or scope.get("method") not in STATE_CHANGING:
         return None
-    origin = _header(scope, b"origin")
+    origin = header(scope, b"origin")
     if origin is None:
-        referer = _header(scope, b"referer")
+        referer = header(scope, b"referer")
         if referer is None:
             return (
                 "a request authenticated by the cookie must carry Origin or Referer "
@@ -197,11 +203,14 @@ def cookie_request_refusal(scope: Scope, http: HttpSettings) -> str | None:
     return None
 
 
-def header_bytes(headers: Iterable[tuple[bytes, bytes]]) -> int:
-    return sum(len(key) + len(value) + 4 for key, value in headers)  # ": " and CRLF
-
-
-async def _refuse(scope: Scope, send: Any, status: int, message: str, error: str) -> None:
+async def _refuse(
+    scope: Scope,
+    send: Any,
+    status: int,
+    message: str,
+    error: str,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
     body = msgspec.json.encode(error_body(message, error))
     start_type, body_type = "http.response.start", "http.response.body"
     if scope["type"] == "websocket":
@@ -210,28 +219,68 @@ async def _refuse(scope: Scope, send: Any, status: int, message: str, error: str
             await send({"type": "websocket.close", "code": 1008, "reason": error[:120]})
             return
         start_type, body_type = "websocket.http.response.start", "websocket.http.response.body"
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(body)),
+        *headers,
+    ]
     await send({"type": start_type, "status": status, "headers": headers})
     await send({"type": body_type, "body": body})
 
 
-def guard(app: Any, http: HttpSettings) -> Any:
-    """Wrap an ASGI app with the header limit and the WebSocket Origin rule."""
+# An ASGI callable that answers one kind of request itself (True) or passes (False).
+Lane = Callable[[Scope, Any, Any], Awaitable[bool]]
+
+
+def guard(app: Litestar, http: HttpSettings, buckets: TokenBuckets, lane: Lane | None) -> Any:
+    """The one ASGI layer in front of a function's Litestar app (it becomes its
+    ``asgi_handler``): the header limit, the account endpoints' token buckets, the WebSocket
+    Origin rule, and the complete ``Allow`` header of OPTIONS responses (``shared.allow``).
+
+    Litestar's CORS middleware acts only on requests that carry an ``Origin``; the others (API
+    clients, same-origin reads) go straight past it, to the app behind it, after ``lane`` (a
+    function's hottest request, answered without Litestar's routing) had its chance.
+    """
     trusted_networks(http.trusted_proxies)  # a bad TRUSTED_PROXIES fails at start-up
+    with_cors = app.asgi_handler
+    without_cors = with_cors
+    if app.cors_config is not None:
+        without_cors = getattr(with_cors, "app", None)
+        if type(with_cors).__name__ != "CORSMiddleware" or without_cors is None:
+            raise RuntimeError("Litestar's CORS middleware is not where this guard expects it")
+    allow = allow_headers(app)
 
     async def guarded(scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await app(scope, receive, send)
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await with_cors(scope, receive, send)
             return
-        if header_bytes(scope.get("headers", ())) > MAX_HEADER_BYTES:
+        size, has_origin = 0, False
+        for key, value in scope["headers"]:
+            size += len(key) + len(value) + 4  # ": " and CRLF
+            if key == b"origin":
+                has_origin = True
+        if size > MAX_HEADER_BYTES:
             error = f"request headers exceed {MAX_HEADER_BYTES} bytes"
             await _refuse(scope, send, 431, "Request headers too large", error)
             return
-        if scope["type"] == "websocket":
+        if kind == "websocket":
             refusal = websocket_refusal(scope, http)
             if refusal is not None:
                 await _refuse(scope, send, 403, "Not allowed", refusal)
                 return
-        await app(scope, receive, send)
+        elif scope["method"] == "POST" and scope["path"].rstrip("/") in THROTTLED_PATHS:
+            wait = buckets.take(client_address(scope, http))
+            if wait > 0:
+                retry = (b"retry-after", b"%d" % max(1, round(wait)))
+                error = "too many requests from your address"
+                await _refuse(scope, send, 429, "Too many requests", error, [retry])
+                return
+        elif scope["method"] == "OPTIONS":
+            send = send_with_allow(send, scope, allow)
+        if has_origin:
+            await with_cors(scope, receive, send)
+        elif lane is None or not await lane(scope, receive, send):
+            await without_cors(scope, receive, send)
 
     return guarded

@@ -19,6 +19,7 @@ import anyio
 import httpx
 
 PASSWORD = "correct horse battery"
+ALLOWED_ORIGIN = "http://localhost:3000"  # one of the default CORS origins
 _counter = itertools.count(1)
 
 

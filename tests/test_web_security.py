@@ -11,11 +11,18 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.helpers import PASSWORD, Platform, User, assert_error, new_user, new_workspace
+from tests.helpers import (
+    ALLOWED_ORIGIN,
+    PASSWORD,
+    Platform,
+    User,
+    assert_error,
+    new_user,
+    new_workspace,
+)
 from tests.terminal_client import Terminal, terminal_url
 
 EVIL = "http://evil.example"
-ALLOWED = "http://localhost:3000"  # one of the default CORS origins
 
 
 @pytest.fixture
@@ -35,6 +42,32 @@ def session_count(user: User) -> int:
     response = user.client.get("/api/postgres_sessions/")
     assert response.status_code == 200, response.text
     return response.json()["count"]
+
+
+# ---- CORS and OPTIONS ----------------------------------------------------------------------
+
+
+def test_cors_headers_answer_an_allowed_origin_only(victim: User) -> None:
+    allowed = victim.client.get("/api/users/me", headers={"Origin": ALLOWED_ORIGIN})
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
+    assert allowed.headers["access-control-allow-credentials"] == "true"
+    assert "Origin" in allowed.headers["vary"]
+    foreign = victim.client.get("/api/users/me", headers={"Origin": EVIL})
+    assert foreign.status_code == 200
+    assert "access-control-allow-origin" not in foreign.headers
+    plain = victim.client.get("/api/users/me")
+    assert not [name for name in plain.headers if name.startswith("access-control-")]
+
+
+def test_options_names_every_method_of_the_path(victim: User) -> None:
+    url = f"/api/workspace/{new_workspace(victim)}/files/a.txt"
+    for headers in ({}, {"Origin": ALLOWED_ORIGIN}):
+        response = victim.client.options(url, headers=headers)
+        assert response.status_code < 300, response.text
+        if "origin" not in {name.lower() for name in headers}:
+            methods = {m.strip() for m in response.headers["allow"].split(",")}
+            assert {"GET", "PUT", "DELETE", "OPTIONS"} <= methods, methods
 
 
 # ---- the Origin rule -----------------------------------------------------------------------
@@ -82,9 +115,9 @@ def test_cookie_requests_from_an_allowed_or_the_apis_own_origin_pass(
     browser: httpx.Client, platform: Platform
 ) -> None:
     for headers in (
-        {"Origin": ALLOWED},
+        {"Origin": ALLOWED_ORIGIN},
         {"Origin": platform.base_url},
-        {"Referer": f"{ALLOWED}/editor?file=main.py"},
+        {"Referer": f"{ALLOWED_ORIGIN}/editor?file=main.py"},
         {"Referer": f"{platform.base_url}/"},
     ):
         response = browser.post("/api/postgres_sessions/", json={}, headers=headers)
@@ -217,7 +250,7 @@ async def test_a_terminal_handshake_from_a_foreign_origin_is_refused_whatever_th
     for credentials in ({"Cookie": f"cep_token={victim.token}"}, victim.headers, {}):
         assert await handshake_status(url, {**credentials, "Origin": EVIL}) == 403
     # From an allowed origin the handshake goes through (and then needs credentials).
-    async with connect(url, additional_headers={"Origin": ALLOWED}) as ws:
+    async with connect(url, additional_headers={"Origin": ALLOWED_ORIGIN}) as ws:
         assert await Terminal(ws).closed() == 4401
 
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import start_platform
-from tests.helpers import User, assert_error, new_user, new_workspace
+from tests.helpers import ALLOWED_ORIGIN, User, assert_error, new_user, new_workspace
 
 MIB = 1024 * 1024
 META_FIELDS = {"name", "path", "type", "size", "modified", "version"}
@@ -225,6 +225,53 @@ def test_reading_a_directory_is_400_naming_it(owner: User, workspace: str) -> No
 def test_reading_a_missing_file_is_404(owner: User, workspace: str) -> None:
     assert_error(owner.client.get(files_url(workspace, "nope.txt")), 404)
     assert_error(owner.client.get(files_url(workspace, "no/such/dir/file.txt")), 404)
+
+
+def test_a_read_answers_alike_whether_or_not_it_carries_an_origin(
+    api: httpx.Client, owner: User, workspace: str
+) -> None:
+    """A read without an Origin is answered below the framework (the editor's hot path), one
+    with an Origin by the documented handler, which adds the CORS headers: for every outcome,
+    the two answers are the same."""
+    assert create(owner, workspace, "a.py", "print('hi')\n").status_code == 201
+    blob = base64.b64encode(bytes(range(256))).decode()
+    assert create(owner, workspace, "bin.dat", blob, encoding="base64").status_code == 201
+    assert create(owner, workspace, "dir/x.txt", "x").status_code == 201
+    stranger = new_user(api)
+    by_cookie = httpx.Client(base_url=str(api.base_url), timeout=30)
+    by_cookie.cookies.set("cep_token", owner.token)
+    forged = httpx.Client(
+        base_url=str(api.base_url), timeout=30, headers={"Authorization": "Bearer forged"}
+    )
+    cases = [
+        (owner.client, "a.py", 200),
+        (owner.client, "bin.dat", 200),
+        (by_cookie, "a.py", 200),
+        (owner.client, "dir", 400),
+        (owner.client, "a//b", 400),
+        (owner.client, "..%2Fa.py", 400),
+        (owner.client, "missing.txt", 404),
+        (stranger.client, "a.py", 404),
+        (api, "a.py", 401),
+        (forged, "a.py", 401),
+    ]
+    try:
+        for client, path, status in cases:
+            plain = client.get(files_url(workspace, path))
+            cross = client.get(files_url(workspace, path), headers={"Origin": ALLOWED_ORIGIN})
+            assert "access-control-allow-origin" not in plain.headers
+            assert cross.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
+            assert plain.status_code == cross.status_code == status, (path, plain.text)
+            assert _untimed(plain.json()) == _untimed(cross.json()), path
+            for name in ("content-type", "content-length", "etag"):
+                assert plain.headers.get(name) == cross.headers.get(name), (path, name)
+    finally:
+        by_cookie.close()
+        forged.close()
+
+
+def _untimed(body: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in body.items() if key != "timestamp"}
 
 
 # ---- replacing, If-Match -------------------------------------------------------------------
