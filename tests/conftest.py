@@ -7,9 +7,9 @@ every function), so tests speak HTTP and WebSocket over a real socket exactly as
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import TEST_WORKSPACE_MB, Platform, fresh_database, wait_until
+from tests.helpers import TEST_WORKSPACE_MB, Platform, free_port, fresh_database, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,12 +29,6 @@ pytest_plugins = ["anyio"]
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +54,7 @@ async def database(database_url: str) -> AsyncIterator[None]:
 
 def start_platform(database_url: str, extra_env: dict[str, str] | None = None) -> Platform:
     """Start the gateway as a subprocess and wait until it answers its liveness route."""
-    port = _free_port()
+    port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="cep-test-"))
     os.chmod(workdir, 0o711)  # sandboxes run as unprivileged uids below it
     env = {
@@ -120,14 +114,24 @@ def start_platform(database_url: str, extra_env: dict[str, str] | None = None) -
     return platform
 
 
+@contextlib.contextmanager
+def running_platform(
+    database_url: str, extra_env: dict[str, str] | None = None
+) -> Iterator[Platform]:
+    """A platform for the block: stopped (its environments ended) and its work directory
+    removed afterwards, whatever the block did."""
+    platform = start_platform(database_url, extra_env)
+    try:
+        yield platform
+    finally:
+        platform.stop()
+        shutil.rmtree(platform.workdir, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def platform(database_url: str) -> Iterator[Platform]:
-    running = start_platform(database_url)
-    try:
+    with running_platform(database_url) as running:
         yield running
-    finally:
-        running.stop()
-        shutil.rmtree(running.workdir, ignore_errors=True)
 
 
 @pytest.fixture

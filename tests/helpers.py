@@ -6,6 +6,7 @@ import inspect
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -102,6 +103,13 @@ class User:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now, on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # type: ignore[no-any-return]
 
 
 def unique_name(prefix: str = "user") -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -129,3 +131,15 @@ def open_terminal(
         compression=None,
         open_timeout=20,
     )
+
+
+@asynccontextmanager
+async def opened_shell(
+    platform: Platform, user: User | None, workspace: str, **options: Any
+) -> AsyncIterator[Terminal]:
+    """``async with opened_shell(...) as term:`` a terminal (``open_terminal``'s options) at its
+    first prompt."""
+    async with open_terminal(platform, user, workspace, **options) as ws:
+        term = Terminal(ws)
+        await term.ready()
+        yield term

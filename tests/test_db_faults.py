@@ -15,7 +15,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -28,8 +27,16 @@ import psutil
 import pytest
 
 from shared.db import advisory_key
-from tests.conftest import start_platform
-from tests.helpers import Platform, User, assert_error, new_user, new_workspace, wait_until
+from tests.conftest import running_platform
+from tests.helpers import (
+    Platform,
+    User,
+    assert_error,
+    free_port,
+    new_user,
+    new_workspace,
+    wait_until,
+)
 
 # Small bounds so a test sees the fault quickly; a request may take a connect (or acquire)
 # wait plus one statement wait, and the client gives it twice that before calling it a hang.
@@ -57,12 +64,6 @@ def _server_binaries() -> Path | None:
     return found[-1] if found else None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class OwnPostgres:
     """A throwaway PostgreSQL server: TCP on 127.0.0.1, trust auth, its data where we say."""
 
@@ -75,7 +76,7 @@ class OwnPostgres:
         self.data = data_dir or workdir / "data"
         self.wal = workdir / "wal"  # beside, not inside: a full data disk then fails writes
         self.log = workdir / "postgres.log"
-        self.port = _free_port()
+        self.port = free_port()
         self.user: str | None = None
         if os.geteuid() == 0:  # PostgreSQL refuses to run as root
             try:
@@ -164,12 +165,8 @@ def own_postgres(
 
 @contextlib.contextmanager
 def platform_on(server: OwnPostgres) -> Iterator[Platform]:
-    platform = start_platform(server.url, FAULT_ENV)
-    try:
+    with running_platform(server.url, FAULT_ENV) as platform:
         yield platform
-    finally:
-        platform.stop()
-        shutil.rmtree(platform.workdir, ignore_errors=True)
 
 
 def _send(processes: list[psutil.Process], sig: signal.Signals) -> None:
@@ -204,6 +201,20 @@ def _health(platform: Platform) -> httpx.Response:
     return httpx.get(f"{platform.base_url}/api/health/", timeout=ANSWER_WITHIN)
 
 
+def _assert_recovered(platform: Platform, user: User, workspace: str, kept: str) -> None:
+    """Health and the file API answer again without a restart: ``kept.txt`` still holds
+    ``kept``, and a new save is read back."""
+    wait_until(_answers(lambda: _health(platform), 200), "200 from health", RECOVERY_SECONDS)
+    wait_until(
+        _answers(lambda: _file(user, workspace, "kept.txt"), 200),
+        "200 from file",
+        RECOVERY_SECONDS,
+    )
+    assert _file(user, workspace, "kept.txt").json()["data"]["content"] == kept
+    assert _save(user, workspace, "after.txt", "written after").status_code == 200
+    assert _file(user, workspace, "after.txt").json()["data"]["content"] == "written after"
+
+
 def _assert_unavailable(response: httpx.Response) -> None:
     body = assert_error(response, 503)
     assert "Internal" not in body["message"], body
@@ -232,17 +243,7 @@ def test_a_frozen_database_is_a_503_within_the_timeout_and_recovery_needs_no_res
         finally:
             _send(frozen, signal.SIGCONT)
 
-        wait_until(_answers(lambda: _health(platform), 200), "200 from health", RECOVERY_SECONDS)
-        wait_until(
-            _answers(lambda: _file(user, workspace, "kept.txt"), 200),
-            "200 from file",
-            RECOVERY_SECONDS,
-        )
-        assert _file(user, workspace, "kept.txt").json()["data"]["content"] == (
-            "acknowledged before the freeze"
-        )
-        assert _save(user, workspace, "after.txt", "written after").status_code == 200
-        assert _file(user, workspace, "after.txt").json()["data"]["content"] == "written after"
+        _assert_recovered(platform, user, workspace, "acknowledged before the freeze")
         assert "unhandled error" not in platform.log()
 
 
@@ -286,16 +287,7 @@ def test_a_stopped_database_is_a_503_and_its_restart_is_picked_up_without_restar
         _assert_unavailable(_health(platform))
 
         server.start()
-        wait_until(_answers(lambda: _health(platform), 200), "200 from health", RECOVERY_SECONDS)
-        wait_until(
-            _answers(lambda: _file(user, workspace, "kept.txt"), 200),
-            "200 from file",
-            RECOVERY_SECONDS,
-        )
-        assert _file(user, workspace, "kept.txt").json()["data"]["content"] == (
-            "committed before the crash"
-        )
-        assert _save(user, workspace, "after.txt", "written after").status_code == 200
+        _assert_recovered(platform, user, workspace, "committed before the crash")
         assert platform.process.poll() is None, "the platform restarted or died"
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import os
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import assert_error, wait_until
+from tests.helpers import assert_error, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -164,14 +163,8 @@ INDEX += "</script></head><body><div id=app></div></body></html>"
 BUNDLE = "console.log('ide');\n" * 200  # compressible
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _serve_ide(dist: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "IDE_DIST_DIR": str(dist)}
     command = [sys.executable, "-m", "uvicorn", "ingress.ide:app", "--port", str(port)]
     command += ["--log-level", "warning"]

@@ -3,15 +3,14 @@ after a final sync; environments in use are left alone."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.conftest import start_platform
+from tests.conftest import running_platform
 from tests.helpers import Platform, User, eventually, new_user, new_workspace
-from tests.terminal_client import Terminal, open_terminal
+from tests.terminal_client import Terminal, open_terminal, opened_shell
 
 pytestmark = pytest.mark.anyio
 
@@ -20,12 +19,8 @@ IDLE_SECONDS = 1.5
 
 @pytest.fixture(scope="module")
 def quick_reaper(database_url: str) -> Iterator[Platform]:
-    platform = start_platform(database_url, {"EXECUTION_IDLE_SECONDS": str(IDLE_SECONDS)})
-    try:
+    with running_platform(database_url, {"EXECUTION_IDLE_SECONDS": str(IDLE_SECONDS)}) as platform:
         yield platform
-    finally:
-        platform.stop()
-        shutil.rmtree(platform.workdir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -44,9 +39,7 @@ async def test_an_environment_left_alone_is_stopped_and_its_files_kept(
     quick_reaper: Platform, owner: User
 ) -> None:
     workspace = new_workspace(owner)
-    async with open_terminal(quick_reaper, owner, workspace) as ws:
-        term = Terminal(ws)
-        await term.ready()
+    async with opened_shell(quick_reaper, owner, workspace) as term:
         await term.run("echo left > behind.txt")
     await eventually(
         lambda: execution_state(owner, workspace) == "stopped", "the idle environment stopped", 30
@@ -59,9 +52,7 @@ async def test_an_environment_with_a_terminal_attached_is_not_reaped(
     quick_reaper: Platform, owner: User
 ) -> None:
     attached, witness = new_workspace(owner), new_workspace(owner)
-    async with open_terminal(quick_reaper, owner, attached) as ws:
-        term = Terminal(ws)
-        await term.ready()
+    async with opened_shell(quick_reaper, owner, attached) as term:
         async with open_terminal(quick_reaper, owner, witness) as other:
             await Terminal(other).ready()
         # The witness, left alone after the attached shell went quiet, is reaped once an idle

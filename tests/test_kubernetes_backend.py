@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -28,11 +27,11 @@ from shared.execution.base import (
 )
 from shared.execution.kubernetes import KubernetesBackend
 from shared.execution.pod_spec import SECRET_ENV, pod_name
-from tests.conftest import start_platform
+from tests.conftest import running_platform
 from tests.fake_k8s import FakeKubernetes
 from tests.fake_k8s.factory import settings_for
 from tests.helpers import Platform, eventually, new_user, new_workspace
-from tests.terminal_client import Terminal, open_terminal
+from tests.terminal_client import opened_shell
 
 pytestmark = pytest.mark.anyio
 OWNER = 7
@@ -372,12 +371,8 @@ def platform_on_k8s(
 ) -> Iterator[Platform]:
     kubeconfig = fake_k8s.write_kubeconfig(tmp_path_factory.mktemp("k8s") / "kubeconfig")
     env = {"EXECUTION_BACKEND": "kubernetes", "KUBECONFIG": str(kubeconfig)}
-    platform = start_platform(database_url, env)
-    try:
+    with running_platform(database_url, env) as platform:
         yield platform
-    finally:
-        platform.stop()
-        shutil.rmtree(platform.workdir, ignore_errors=True)
 
 
 async def test_the_platforms_terminal_runs_in_a_pod_and_what_it_writes_is_saved(
@@ -390,9 +385,7 @@ async def test_the_platforms_terminal_runs_in_a_pod_and_what_it_writes_is_saved(
         f"/api/workspace/{workspace}/files", json={"path": "given.txt", "content": "from api\n"}
     )
     assert created.status_code == 201, created.text
-    async with open_terminal(platform_on_k8s, owner, workspace) as ws:
-        term = Terminal(ws)
-        await term.ready()
+    async with opened_shell(platform_on_k8s, owner, workspace) as term:
         assert await term.run("hostname") == pod_name(workspace)  # the shell is the pod's
         assert await term.run("cat given.txt") == "from api"
         await term.run("echo made-in-pod > pod.txt")

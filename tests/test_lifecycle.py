@@ -23,7 +23,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
-from tests.conftest import start_platform
+from tests.conftest import running_platform, start_platform
 from tests.helpers import Platform, wait_until
 
 pytestmark = pytest.mark.timeout(240)
@@ -55,12 +55,8 @@ def _wait_gone(processes: list[psutil.Process], within: float = 30) -> list[psut
 def embedded_platform(data_dir: Path | None = None) -> Iterator[Platform]:
     """The gateway with no DATABASE_URL (so the embedded PostgreSQL) in a temp DATA_DIR."""
     extra = {"DATA_DIR": str(data_dir)} if data_dir else {}
-    platform = start_platform("", extra)
-    try:
+    with running_platform("", extra) as platform:
         yield platform
-    finally:
-        platform.stop()
-        shutil.rmtree(platform.workdir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -3,14 +3,13 @@ workspace (4429 on the WebSocket, with the reason), and what frees them again.""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import anyio
 import httpx
 import pytest
 
-from tests.conftest import start_platform
+from tests.conftest import running_platform
 from tests.helpers import Platform, User, new_user, new_workspace
 from tests.terminal_client import Terminal, open_terminal
 
@@ -19,14 +18,10 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture(scope="module")
 def capped(database_url: str) -> Iterator[Platform]:
-    running = start_platform(
+    with running_platform(
         database_url, {"MAX_ENVIRONMENTS_PER_USER": "2", "MAX_TERMINALS_PER_SESSION": "2"}
-    )
-    try:
+    ) as running:
         yield running
-    finally:
-        running.stop()
-        shutil.rmtree(running.workdir, ignore_errors=True)
 
 
 @pytest.fixture

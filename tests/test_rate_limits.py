@@ -9,7 +9,6 @@ a client on 127.0.0.1 connects directly (its ``X-Forwarded-For`` is the client's
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import start_platform
+from tests.conftest import running_platform
 from tests.helpers import PASSWORD, Platform, User, assert_error, new_user, register, unique_name
 
 SESSION_QUOTA = 3
@@ -111,7 +110,7 @@ def test_a_successful_login_is_not_counted_as_a_failure(api: httpx.Client) -> No
 
 @pytest.fixture(scope="module")
 def limited(database_url: str) -> Iterator[Platform]:
-    running = start_platform(
+    with running_platform(
         database_url,
         extra_env={
             "TRUSTED_PROXIES": "127.0.0.2/32",
@@ -123,12 +122,8 @@ def limited(database_url: str) -> Iterator[Platform]:
             "PASSWORD_HASH_MEMORY_KIB": "65536",
             "PASSWORD_HASH_TIME_COST": "3",
         },
-    )
-    try:
+    ) as running:
         yield running
-    finally:
-        running.stop()
-        shutil.rmtree(running.workdir, ignore_errors=True)
 
 
 def via_proxy(platform: Platform, client_address: str) -> httpx.Client:

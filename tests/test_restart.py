@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 
 import anyio
 import httpx
 import pytest
 
-from tests.conftest import start_platform
+from tests.conftest import running_platform
 from tests.helpers import new_user, new_workspace
-from tests.terminal_client import Terminal, open_terminal
+from tests.terminal_client import Terminal, open_terminal, opened_shell
 
 pytestmark = pytest.mark.anyio
 
@@ -19,25 +18,18 @@ pytestmark = pytest.mark.anyio
 async def test_a_restart_closes_terminals_with_1012_and_keeps_files_made_in_the_shell(
     database_url: str,
 ) -> None:
-    first = start_platform(database_url)
-    try:
+    with running_platform(database_url) as first:
         with httpx.Client(base_url=first.base_url, timeout=30) as api:
             owner = new_user(api)
         workspace = new_workspace(owner)
-        async with open_terminal(first, owner, workspace) as ws:
-            term = Terminal(ws)
-            await term.ready()
+        async with opened_shell(first, owner, workspace) as term:
             # Written in the shell right before the restart, never read through the API.
             await term.run("mkdir -p notes && printf 'kept\\n' > notes/todo.txt")
             first.process.send_signal(signal.SIGTERM)
             assert await term.closed() == 1012  # "service restart": clients reconnect
         await anyio.to_thread.run_sync(first.process.wait, 30)
-    finally:
-        first.stop()
-        shutil.rmtree(first.workdir, ignore_errors=True)
 
-    second = start_platform(database_url)
-    try:
+    with running_platform(database_url) as second:
         owner.client.base_url = httpx.URL(second.base_url)
         saved = owner.client.get(f"/api/workspace/{workspace}/files/notes/todo.txt")
         assert saved.status_code == 200, saved.text
@@ -46,6 +38,3 @@ async def test_a_restart_closes_terminals_with_1012_and_keeps_files_made_in_the_
             term = Terminal(ws)
             await term.ready()
             assert await term.run("cat notes/todo.txt") == "kept"
-    finally:
-        second.stop()
-        shutil.rmtree(second.workdir, ignore_errors=True)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.helpers import TEST_WORKSPACE_MB, Platform, User, new_user, new_workspace
-from tests.terminal_client import Terminal, open_terminal
+from tests.terminal_client import Terminal, open_terminal, opened_shell
 
 pytestmark = pytest.mark.anyio
 
@@ -35,9 +35,7 @@ async def test_the_sandbox_is_unprivileged_offline_and_sees_no_host_files(
     platform: Platform, owner: User
 ) -> None:
     workspace = new_workspace(owner)
-    async with open_terminal(platform, owner, workspace) as ws:
-        term = Terminal(ws)
-        await term.ready()
+    async with opened_shell(platform, owner, workspace) as term:
         assert await term.run("id -u") != "0"
         assert await term.run("hostname") == "sandbox"
         for path in ("/etc/shadow", "/root", str(ROOT / ".data"), str(ROOT), "/home"):
@@ -77,9 +75,7 @@ async def test_a_fork_bomb_is_contained(platform: Platform, api: httpx.Client, o
 async def test_a_memory_bomb_is_contained(platform: Platform, owner: User) -> None:
     workspace = new_workspace(owner)
     server_before = rss_kib(platform.process.pid)
-    async with open_terminal(platform, owner, workspace) as ws:
-        term = Terminal(ws)
-        await term.ready()
+    async with opened_shell(platform, owner, workspace) as term:
         out = await term.run(
             "python3 -c 'b = bytearray(8 * 1024 ** 3)' 2>&1 | tail -1; "
             "python3 -c '\nx = []\nwhile True: x.append(bytearray(50 * 1024 ** 2))' 2>&1 | tail -1",
@@ -136,9 +132,7 @@ async def test_every_tmpfs_has_a_size_and_the_root_is_read_only(
     platform: Platform, owner: User
 ) -> None:
     workspace = new_workspace(owner)
-    async with open_terminal(platform, owner, workspace) as ws:
-        term = Terminal(ws)
-        await term.ready()
+    async with opened_shell(platform, owner, workspace) as term:
         sizes = await term.run("df -k --output=target,size /tmp /dev/shm | tail -n +2")
         found = {line.split()[0]: int(line.split()[1]) for line in sizes.splitlines()}
         assert found == {"/tmp": 256 * 1024, "/dev/shm": 64 * 1024}, found

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from shared.config import Settings
-from shared.execution.local_sandbox import SYSTEM_DIRS
+from shared.execution.local_sandbox import system_binds
 from shared.execution.sandbox_limits import (
     CgroupError,
     CgroupHost,
@@ -68,12 +68,7 @@ class Sandbox:
         shell: str = "/bin/sh",
     ) -> None:
         fd = os.open(slot.volume.mountpoint, os.O_PATH | os.O_DIRECTORY)
-        argv = ["bwrap"]
-        for path in SYSTEM_DIRS:
-            if os.path.islink(path):
-                argv += ["--symlink", os.readlink(path), path]
-            elif os.path.isdir(path):
-                argv += ["--ro-bind", path, path]
+        argv = ["bwrap", *system_binds()]
         argv += ["--proc", "/proc", "--dev", "/dev", "--bind-fd", str(fd), "/workspace",
                  *(tmpfs or []), "--unshare-all", "--unshare-user", "--disable-userns",
                  "--uid", "1000", "--gid", "1000", "--new-session", "--chdir", "/workspace",
@@ -389,9 +384,14 @@ print(json.dumps(got))
 """
 
 
+# Below the platform's own range (SANDBOX_HOST_UID_BASE, 0x70000000 and up): a sandbox of a
+# platform running meanwhile (another test module) never holds one of these uids.
+OUTSIDE_THE_PLATFORMS_UIDS = 0x68000000
+
+
 @needs_root
 def test_sandboxes_never_share_a_host_uid_across_server_processes(base: Path) -> None:
-    lease_dir, first, count = base / "uids", 0x70000000 + 4096, 120
+    lease_dir, first, count = base / "uids", OUTSIDE_THE_PLATFORMS_UIDS, 120
     workers = [
         subprocess.Popen(
             [
@@ -430,7 +430,7 @@ def test_sandboxes_never_share_a_host_uid_across_server_processes(base: Path) ->
 
 @needs_root
 def test_a_uid_some_process_runs_as_is_never_leased(base: Path) -> None:
-    uid = 0x70000000 + 9000
+    uid = OUTSIDE_THE_PLATFORMS_UIDS + 9000
     squatter = subprocess.Popen(["setpriv", f"--reuid={uid}", f"--regid={uid}",
                                  "--clear-groups", "sleep", "60"])  # fmt: skip
     try:

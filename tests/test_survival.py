@@ -29,7 +29,7 @@ from tests.helpers import (
     sandbox_slots,
     session_slot,
 )
-from tests.terminal_client import Terminal, open_terminal
+from tests.terminal_client import Terminal, open_terminal, opened_shell
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(240)]
 
@@ -105,9 +105,7 @@ async def test_a_program_survives_a_kill_9_of_the_gateway_and_replays_every_line
     first = gateways.start()
     owner = owner_on(first)
     workspace = new_workspace(owner)
-    async with open_terminal(first, owner, workspace) as ws:
-        term = Terminal(ws)
-        await term.ready()
+    async with opened_shell(first, owner, workspace) as term:
         shell = await term.run("MARK=m$RANDOM$RANDOM; echo $MARK $$")
         await term.send("for i in $(seq 100); do echo n$i; sleep 0.1; done; echo FIN''ISHED\n")
         await term.until("n5\r\n")
@@ -168,9 +166,7 @@ async def test_a_restart_finds_every_environment_reuses_the_spare_and_leaks_noth
     workspaces = [new_workspace(owner, f"live{i}") for i in range(2)]
     shells: dict[str, str] = {}
     for workspace in workspaces:
-        async with open_terminal(first, owner, workspace) as ws:
-            term = Terminal(ws)
-            await term.ready()
+        async with opened_shell(first, owner, workspace) as term:
             shells[workspace] = await term.run(f"NAME={workspace[:8]}; echo $NAME $$")
     data_dir = gateways.data_dir
     await eventually(lambda: len(spare_slots(data_dir)) == 1, "the spare refilled", 30)

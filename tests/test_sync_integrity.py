@@ -24,7 +24,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import start_platform
+from tests.conftest import running_platform, start_platform
 from tests.helpers import (
     Platform,
     User,
@@ -35,7 +35,7 @@ from tests.helpers import (
     session_slot,
     slot_pids,
 )
-from tests.terminal_client import Terminal, open_terminal
+from tests.terminal_client import Terminal, open_terminal, opened_shell
 from tests.test_db_faults import FAULT_ENV, own_postgres
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(240)]
@@ -54,12 +54,8 @@ SMALL_ENV = {
 @pytest.fixture(scope="module")
 def tight_platform(database_url: str) -> Iterator[Platform]:
     """A platform with a small workspace quota, small sandbox disks and quick retries."""
-    running = start_platform(database_url, SMALL_ENV)
-    try:
+    with running_platform(database_url, SMALL_ENV) as running:
         yield running
-    finally:
-        running.stop()
-        shutil.rmtree(running.workdir, ignore_errors=True)
 
 
 def user_of(platform: Platform) -> User:
@@ -130,9 +126,7 @@ async def test_shell_appends_and_if_match_saves_at_the_same_time_lose_nothing(
     workspace = new_workspace(owner)
     put = owner.client.put(f"/api/workspace/{workspace}/files/log.txt", json={"content": ""})
     assert put.status_code == 200, put.text
-    async with open_terminal(platform, owner, workspace) as ws:
-        term = Terminal(ws)
-        await term.ready()
+    async with opened_shell(platform, owner, workspace) as term:
         stop = threading.Event()
         await term.send(
             'for i in $(seq 200); do echo "line $i" >> log.txt; sleep 0.03; done; echo APP""ENDED\n'
@@ -210,9 +204,7 @@ async def test_a_file_name_that_is_not_utf8_never_blocks_the_rest(platform: Plat
     owner = user_of(platform)
     workspace = new_workspace(owner)
     normal = {"top.txt": "top\n", "d/n1.txt": "n1\n", "d/n2.txt": "n2\n", "d/e/deep.txt": "deep\n"}
-    async with open_terminal(platform, owner, workspace) as ws:
-        term = Terminal(ws)
-        await term.ready()
+    async with opened_shell(platform, owner, workspace) as term:
         await term.run("touch $'caf\\xe9.txt' && mkdir -p $'bad\\xff' && touch $'bad\\xff/x'")
         await term.run(" && ".join(f"mkdir -p $(dirname {p}) && printf '{c}' > {p}"
                                    for p, c in normal.items()))  # fmt: skip
@@ -268,9 +260,7 @@ async def test_files_growing_between_scan_and_read_are_read_only_to_the_limit(
     owner = user_of(platform)
     workspace = new_workspace(owner)
     limit = 1 * MIB  # MAX_FILE_BYTES
-    async with open_terminal(platform, owner, workspace) as ws:
-        term = Terminal(ws)
-        await term.ready()
+    async with opened_shell(platform, owner, workspace) as term:
         # Eight files, small at one moment and 40 MiB (sparse: no disk I/O) the next, while
         # the API makes the workspace sync again and again.
         async with memory_growth(platform.process.pid) as grew:
@@ -299,9 +289,7 @@ async def test_hard_links_to_one_file_are_never_read_past_the_quota(
 ) -> None:
     owner = user_of(tight_platform)
     workspace = new_workspace(owner)
-    async with open_terminal(tight_platform, owner, workspace) as ws:
-        term = Terminal(ws)
-        await term.ready()
+    async with opened_shell(tight_platform, owner, workspace) as term:
         async with memory_growth(tight_platform.process.pid) as grew:
             # 1 MiB of disk that scans as 300 MiB of files (the quota is 3 MiB).
             await term.run("head -c 1048576 /dev/urandom > big; "
@@ -320,9 +308,7 @@ async def test_the_quota_counts_everything_stored_even_what_a_symlink_hides(
 ) -> None:
     owner = user_of(tight_platform)
     workspace = new_workspace(owner)
-    async with open_terminal(tight_platform, owner, workspace) as ws:
-        term = Terminal(ws)
-        await term.ready()
+    async with opened_shell(tight_platform, owner, workspace) as term:
         for r in range(4):
             # Fill a directory (two files under the per-file limit), let it be stored, then
             # swap it for a symlink: the scan no longer sees what the database holds there.
@@ -347,9 +333,7 @@ async def test_the_quota_counts_everything_stored_even_what_a_symlink_hides(
 async def test_the_quota_counts_the_copy_a_conflict_keeps(tight_platform: Platform) -> None:
     owner = user_of(tight_platform)
     workspace = new_workspace(owner)
-    async with open_terminal(tight_platform, owner, workspace) as ws:
-        term = Terminal(ws)
-        await term.ready()
+    async with opened_shell(tight_platform, owner, workspace) as term:
         await term.run(
             "head -c 900K /dev/urandom > a.bin && head -c 900K /dev/urandom > b.bin && "
             ": > big.txt && head -c 1536K /dev/zero > room.bin && "  # over the file limit
@@ -380,9 +364,7 @@ async def test_an_api_write_to_a_full_sandbox_disk_reaches_the_shell_once_space_
 ) -> None:
     owner = user_of(tight_platform)
     workspace = new_workspace(owner)
-    async with open_terminal(tight_platform, owner, workspace) as ws:
-        term = Terminal(ws)
-        await term.ready()
+    async with opened_shell(tight_platform, owner, workspace) as term:
         full = await term.run(
             "head -c 64M /dev/zero > filler 2>/dev/null; dd if=/dev/zero of=filler.tail bs=512 "
             "2>/dev/null; df --output=avail -B1 . | tail -1"
@@ -422,9 +404,7 @@ async def test_a_failed_final_sync_keeps_the_environment_until_one_succeeds(
 ) -> None:
     owner = user_of(tight_platform)
     workspace = new_workspace(owner)
-    async with open_terminal(tight_platform, owner, workspace) as ws:
-        term = Terminal(ws)
-        await term.ready()
+    async with opened_shell(tight_platform, owner, workspace) as term:
         await term.run("echo precious > only-in-the-shell.txt")
     slot = session_slot(tight_platform.data_dir, workspace)
     signal_slot(tight_platform, workspace, signal.SIGSTOP)  # the agent stops answering
@@ -555,13 +535,10 @@ async def stored_content(database_url: str, workspace: str, path: str) -> bytes 
 async def test_a_shell_write_during_a_database_outage_is_stored_soon_after_recovery() -> None:
     retry = {**FAULT_ENV, "SYNC_RETRY_MAX_SECONDS": "2", "SYNC_INTERVAL_SECONDS": "3600"}
     with own_postgres() as server:
-        platform = start_platform(server.url, retry)
-        try:
+        with running_platform(server.url, retry) as platform:
             owner = user_of(platform)
             workspace = new_workspace(owner)
-            async with open_terminal(platform, owner, workspace) as ws:
-                term = Terminal(ws)
-                await term.ready()
+            async with opened_shell(platform, owner, workspace) as term:
                 await anyio.to_thread.run_sync(server.stop)
                 await term.run("echo written-during-the-outage > outage.txt")
 
@@ -589,6 +566,3 @@ async def test_a_shell_write_during_a_database_outage_is_stored_soon_after_recov
             assert await stored_content(server.url, workspace, "outage.txt") == (
                 b"written-during-the-outage\n"
             )
-        finally:
-            platform.stop()
-            shutil.rmtree(platform.workdir, ignore_errors=True)

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.helpers import PASSWORD, Platform, User, new_user, new_workspace
-from tests.terminal_client import Terminal, open_terminal
+from tests.terminal_client import Terminal, open_terminal, opened_shell
 
 pytestmark = pytest.mark.anyio
 
@@ -44,9 +44,7 @@ def content(user: User, workspace: str, path: str) -> bytes:
 async def test_python_main_prints_its_output(
     platform: Platform, owner: User, workspace: str
 ) -> None:
-    async with open_terminal(platform, owner, workspace) as ws:
-        term = Terminal(ws)
-        await term.ready()
+    async with opened_shell(platform, owner, workspace) as term:
         assert {"type": "status", "state": "starting"} in term.controls
         assert await term.run("python3 main.py") == "Hello, world!"
 
@@ -54,9 +52,7 @@ async def test_python_main_prints_its_output(
 async def test_files_changed_in_the_shell_appear_through_the_api(
     platform: Platform, owner: User, workspace: str
 ) -> None:
-    async with open_terminal(platform, owner, workspace) as ws:
-        term = Terminal(ws)
-        await term.ready()
+    async with opened_shell(platform, owner, workspace) as term:
         await term.run(
             "echo 'print(42)' > made.py && printf '\\x00\\xff\\x01' > blob.bin && "
             "echo '# more' >> main.py && mv requirements.txt reqs.txt && mkdir -p pkg/sub && "
@@ -77,9 +73,7 @@ async def test_files_changed_in_the_shell_appear_through_the_api(
 async def test_api_writes_appear_in_the_shell(
     platform: Platform, owner: User, workspace: str
 ) -> None:
-    async with open_terminal(platform, owner, workspace) as ws:
-        term = Terminal(ws)
-        await term.ready()
+    async with opened_shell(platform, owner, workspace) as term:
         put = owner.client.put(
             f"/api/workspace/{workspace}/files/notes/today.md", json={"content": "héllo\n"}
         )
@@ -92,9 +86,7 @@ async def test_api_writes_appear_in_the_shell(
 
 
 async def test_resize_changes_stty_size(platform: Platform, owner: User, workspace: str) -> None:
-    async with open_terminal(platform, owner, workspace, cols="100", rows="30") as ws:
-        term = Terminal(ws)
-        await term.ready()
+    async with opened_shell(platform, owner, workspace, cols="100", rows="30") as term:
         assert await term.run("stty size") == "30 100"
         await term.control({"type": "resize", "cols": 132, "rows": 43})
         assert await term.run("stty size") == "43 132"
@@ -106,9 +98,7 @@ async def test_resize_changes_stty_size(platform: Platform, owner: User, workspa
 async def test_reconnect_reattaches_to_the_same_shell_and_replays(
     platform: Platform, owner: User, workspace: str
 ) -> None:
-    async with open_terminal(platform, owner, workspace) as ws:
-        term = Terminal(ws)
-        await term.ready()
+    async with opened_shell(platform, owner, workspace) as term:
         await term.run("SECRET=still-here; echo before-disconnect; printf '\\033[6n'")
     async with open_terminal(platform, owner, workspace) as ws:
         term = Terminal(ws)
@@ -120,9 +110,7 @@ async def test_reconnect_reattaches_to_the_same_shell_and_replays(
 async def test_shutdown_persists_everything_and_closes_the_terminals(
     platform: Platform, owner: User, workspace: str
 ) -> None:
-    async with open_terminal(platform, owner, workspace) as ws:
-        term = Terminal(ws)
-        await term.ready()
+    async with opened_shell(platform, owner, workspace) as term:
         await term.run("echo saved > last-second.txt")
         response = owner.client.post(f"/workspace/{workspace}/shutdown")
         assert response.status_code == 200, response.text
@@ -143,9 +131,7 @@ async def test_shutdown_persists_everything_and_closes_the_terminals(
 async def test_deleting_the_session_stops_its_environment_and_closes_its_terminals(
     platform: Platform, owner: User, workspace: str
 ) -> None:
-    async with open_terminal(platform, owner, workspace) as ws:
-        term = Terminal(ws)
-        await term.ready()
+    async with opened_shell(platform, owner, workspace) as term:
         await term.run("echo running")
         assert owner.client.delete(f"/api/postgres_sessions/{workspace}").status_code == 200
         assert await term.closed() == 1001
@@ -265,9 +251,7 @@ async def test_a_ticket_opens_the_terminal_once(
     issued = owner.client.post(f"/api/terminal/{workspace}/ticket")
     assert issued.status_code == 200, issued.text
     ticket = issued.json()["data"]["ticket"]
-    async with open_terminal(platform, None, workspace, ticket=ticket) as ws:
-        term = Terminal(ws)
-        await term.ready()
+    async with opened_shell(platform, None, workspace, ticket=ticket) as term:
         assert await term.run("echo with-a-ticket") == "with-a-ticket"
     async with open_terminal(platform, None, workspace, ticket=ticket) as ws:
         assert await Terminal(ws).closed() == 4401  # single use

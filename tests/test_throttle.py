@@ -3,14 +3,13 @@ refused at once (429, no body parsing, no database), other addresses are untouch
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from shared.throttle import MAX_TRACKED, TokenBuckets
-from tests.conftest import start_platform
+from tests.conftest import running_platform
 from tests.helpers import Platform, assert_error
 
 
@@ -43,15 +42,11 @@ def test_the_buckets_remember_a_bounded_number_of_addresses() -> None:
 
 @pytest.fixture(scope="module")
 def throttled(database_url: str) -> Iterator[Platform]:
-    running = start_platform(
+    with running_platform(
         database_url,
         {"AUTH_REQUESTS_PER_SECOND": "0.5", "AUTH_REQUESTS_BURST": "3", "TRUSTED_PROXIES": ""},
-    )
-    try:
+    ) as running:
         yield running
-    finally:
-        running.stop()
-        shutil.rmtree(running.workdir, ignore_errors=True)
 
 
 def test_a_flood_of_logins_from_one_address_is_refused_before_any_work(

@@ -5,7 +5,6 @@ size limits and quotas, and failed requests that leave nothing behind."""
 from __future__ import annotations
 
 import base64
-import shutil
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import start_platform
+from tests.conftest import running_platform
 from tests.helpers import ALLOWED_ORIGIN, User, assert_error, new_user, new_workspace
 
 MIB = 1024 * 1024
@@ -614,20 +613,16 @@ def test_the_reviewer_of_an_open_review_reads_but_cannot_write(
 
 @pytest.fixture(scope="module")
 def small_platform(database_url: str) -> Iterator[httpx.Client]:
-    running = start_platform(
+    with running_platform(
         database_url,
         extra_env={
             "MAX_WORKSPACE_ENTRIES": "10",
             "MAX_WORKSPACE_BYTES": "4096",
             "MAX_FILE_BYTES": "3000",
         },
-    )
-    try:
+    ) as running:
         with httpx.Client(base_url=running.base_url, timeout=30) as client:
             yield client
-    finally:
-        running.stop()
-        shutil.rmtree(running.workdir, ignore_errors=True)
 
 
 def test_the_entry_quota_is_413_and_a_refused_nested_write_creates_no_parents(
