@@ -72,16 +72,23 @@ def agent_argv(
     ]  # fmt: skip
 
 
-def sandbox_argv(
-    config: SandboxSettings, workspace_fd: int, passwd_fd: int, group_fd: int, info_fd: int
-) -> list[str]:
-    """bwrap's arguments up to (and including) ``--``; the agent's command follows."""
-    argv = ["bwrap"]
+def system_binds() -> list[str]:
+    """bwrap's arguments that show the host's system directories, read-only (a merged-/usr
+    host's /bin and /lib are symlinks, recreated as such)."""
+    argv: list[str] = []
     for path in SYSTEM_DIRS:
         if os.path.islink(path):
             argv += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             argv += ["--ro-bind", path, path]
+    return argv
+
+
+def sandbox_argv(
+    config: SandboxSettings, workspace_fd: int, passwd_fd: int, group_fd: int, info_fd: int
+) -> list[str]:
+    """bwrap's arguments up to (and including) ``--``; the agent's command follows."""
+    argv = ["bwrap", *system_binds()]
     for name in ETC_ALLOWLIST:
         argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     argv += ["--ro-bind-data", str(passwd_fd), "/etc/passwd"]
