@@ -33,11 +33,11 @@ web/dist/index.html: web/node_modules/.installed $(WEB_SOURCES)
 	touch $@
 
 bench: $(VENV)/.installed
-	$(BIN)/python bench/http.py
+	$(BIN)/python -m bench.http
 
 bench-terminal: $(VENV)/.installed
 	@scripts/system-deps.sh
-	$(BIN)/python bench/terminal.py
+	$(BIN)/python -m bench.terminal
 
 migrate: $(VENV)/.installed
 	$(BIN)/python -m shared.migrate

@@ -1,6 +1,6 @@
 """Browser benchmark of the web IDE: bundle size, load to interactive, keystroke to echo.
 
-    .venv/bin/python bench/browser.py [--runs 5] [--keys 120] [--flood-lines 200000]
+    .venv/bin/python -m bench.browser [--runs 5] [--keys 120] [--flood-lines 200000]
 
 In ONE run it builds ``web/`` (``make web``), starts the platform as the tests do, opens the IDE
 where the platform serves it (``/ide/``), or through the browser tests' same-origin front
@@ -26,34 +26,30 @@ Results: bench/results/browser-<time>.json.
 
 from __future__ import annotations
 
+import argparse
+import gzip
+import json
+import re
+import statistics
+import subprocess
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import httpx
+from playwright.sync_api import BrowserContext, Page, sync_playwright
+
+from bench.http import fresh_database, start_gateway
+from bench.stats import percentile
+from tests.e2e.chromium import launch
+from tests.e2e.front import Front
+from tests.e2e.probes import platform_serves_ide, terminal_speaks_channel_mode
+from tests.helpers import PASSWORD, new_user, new_workspace
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import argparse  # noqa: E402
-import gzip  # noqa: E402
-import json  # noqa: E402
-import re  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-from typing import Any  # noqa: E402
-
-import httpx  # noqa: E402
-from playwright.sync_api import BrowserContext, Page, sync_playwright  # noqa: E402
-
-from bench.http import fresh_database, start_gateway  # noqa: E402
-from tests.e2e.chromium import launch  # noqa: E402
-from tests.e2e.front import Front  # noqa: E402
-from tests.e2e.probes import platform_serves_ide, terminal_speaks_channel_mode  # noqa: E402
-from tests.helpers import PASSWORD, new_user, new_workspace  # noqa: E402
-
 RESULTS = HERE / "results"
 DIST = ROOT / "web" / "dist"
 MARK = "() => performance.getEntriesByName({name!r}).length > 0"
@@ -161,11 +157,6 @@ def mark(page: Page, name: str) -> float:
     return round(page.evaluate(MARK_TIME.format(name=name)), 1)
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
-
-
 def summary(values: list[float]) -> dict[str, Any]:
     return {"median_ms": round(statistics.median(values), 1), "runs_ms": values}
 
@@ -253,15 +244,15 @@ def measure_terminal(
     sends = page.evaluate("() => __echo.sends")
     echo = {
         "samples": len(samples),
-        "p50_ms": percentile(samples, 0.50),
-        "p95_ms": percentile(samples, 0.95),
-        "p99_ms": percentile(samples, 0.99),
+        "p50_ms": round(percentile(samples, 0.50), 2),
+        "p95_ms": round(percentile(samples, 0.95), 2),
+        "p99_ms": round(percentile(samples, 0.99), 2),
         "max_ms": round(max(samples), 2),
         # keydown -> the keystroke's frame sent (the browser's input handling and xterm.js),
         # keydown -> the echo's WebSocket message (that, the network and the platform)
-        "sent_p50_ms": percentile(sends, 0.50) if sends else None,
-        "arrived_p50_ms": percentile(arrivals, 0.50) if arrivals else None,
-        "arrived_p99_ms": percentile(arrivals, 0.99) if arrivals else None,
+        "sent_p50_ms": round(percentile(sends, 0.50), 2) if sends else None,
+        "arrived_p50_ms": round(percentile(arrivals, 0.50), 2) if arrivals else None,
+        "arrived_p99_ms": round(percentile(arrivals, 0.99), 2) if arrivals else None,
     }
 
     page.keyboard.type(f"seq 1 {flood_lines}; echo FLOOD''DONE")

@@ -1,6 +1,9 @@
 """HTTP benchmark of the platform against bare Litestar baselines, in ONE run.
 
-    .venv/bin/python bench/http.py [--duration 10] [--warmup 2] [--rounds 1] [--connections 32]
+    .venv/bin/python -m bench.http [--duration 10] [--warmup 2] [--rounds 3] [--connections 32]
+
+(as a module, from the repository's root: run as a script, this file would shadow the
+standard library's ``http`` for every import; every bench runs as a module the same way).
 
 Starts the gateway (``python -m ingress``, as the tests do) on a fresh database, and a bare
 Litestar app (bench/baseline_app.py) on uvicorn with the same settings and the platform's
@@ -23,39 +26,32 @@ Results go to bench/results/http-<timestamp>.json (git-ignored). See bench/READM
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
+import os
+import platform as pyplatform
+import re
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
+import time
+import uuid
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-# Run as ``python bench/http.py``, this file's folder comes first on sys.path and this module
-# would shadow the standard library's ``http`` package for every import below (httpx, uvicorn).
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import httpx
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import platform as pyplatform  # noqa: E402
-import re  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from contextlib import AbstractContextManager  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-from typing import Any  # noqa: E402
-
-import httpx  # noqa: E402
+from tests.helpers import PASSWORD, free_port
 
 FILE_BYTES = 4096
-PASSWORD = "correct horse battery"
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 RESULTS = HERE / "results"
 
 PUT_WORKSPACES = 32
@@ -97,12 +93,6 @@ class Measure:
 
 # ---------------------------------------------------------------------------------------------
 # processes
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
@@ -525,7 +515,11 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=2, help="warm-up seconds per scenario")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
-        "--rounds", type=int, default=1, help="measure every scenario this often; report medians"
+        "--rounds",
+        type=int,
+        default=3,
+        help="measure every scenario this often; report medians (one round on a shared 2-core "
+        "machine moves a ratio by 15%%)",
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(

@@ -1,8 +1,8 @@
 """One user cannot slow another: a victim's API latency while an attacker burns CPU, forks
 without end, or floods registration and login.
 
-    .venv/bin/python bench/isolation.py                # ~2 min
-    .venv/bin/python bench/isolation.py --seconds 5    # quick look
+    .venv/bin/python -m bench.isolation                # ~2 min
+    .venv/bin/python -m bench.isolation --seconds 5    # quick look
 
 In ONE run against one platform (``python -m ingress``, as the tests start it, on a fresh
 database): a victim reads a 4 KiB file at a steady pace (``--rate`` requests per second,
@@ -23,30 +23,27 @@ Printed: the victim's p50/p99 per scenario and the ratio of each p99 to the quie
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import statistics
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import connect
+
+from bench.http import fresh_database, start_gateway
+from bench.stats import percentile
+from tests.helpers import new_user, new_workspace
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import multiprocessing  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-from typing import Any  # noqa: E402
-
-import httpx  # noqa: E402
-from websockets.asyncio.client import connect  # noqa: E402
-
-from bench.http import fresh_database, start_gateway  # noqa: E402
-
 RESULTS = HERE / "results"
 # 60 requests (48 registrations of a taken name, 12 wrong passwords) this many times a second
 # from one address: 300 account requests/s. An unbounded closed-loop flood of HTTP requests is
@@ -54,27 +51,11 @@ RESULTS = HERE / "results"
 # (every request still costs its HTTP parsing); what the platform must make sure of is that
 # account requests cost nothing more once an address is over its budget.
 FLOOD_BURSTS_PER_SECOND = 5
-PASSWORD = "correct horse battery"
 CHANNEL = "channel.v1.terminal"
 
 
 def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-
-
-def account(api: httpx.Client, name: str) -> dict[str, str]:
-    body = {"username": name, "email": f"{name}@example.com", "password": PASSWORD}
-    api.post("/api/users/register", json=body)
-    login = api.post("/api/users/login", json={"username": name, "password": PASSWORD})
-    login.raise_for_status()
-    api.cookies.clear()
-    return {"Authorization": f"Bearer {login.json()['data']['token']}"}
-
-
-def workspace(api: httpx.Client, headers: dict[str, str]) -> str:
-    created = api.post("/api/postgres_sessions/", json={"name": "w"}, headers=headers)
-    created.raise_for_status()
-    return str(created.json()["data"]["id"])
 
 
 async def paced_latencies(
@@ -155,20 +136,19 @@ def summary(latencies: list[float]) -> dict[str, float]:
     return {
         "requests": len(ordered),
         "p50_ms": round(statistics.median(ordered), 2),
-        "p99_ms": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 2),
+        "p99_ms": round(percentile(ordered, 0.99), 2),
     }
 
 
 def prepare(base: str, envs: int) -> dict[str, Any]:
     """The victim with a 4 KiB file, the attacker with ``envs`` workspaces."""
     with httpx.Client(base_url=base, timeout=30) as api:
-        victim = account(api, "victim")
-        attacker = account(api, "attacker")
-        victim_ws = workspace(api, victim)
-        file = {"path": "bench.txt", "content": "x" * 4096}
-        api.post(f"/api/workspace/{victim_ws}/files", headers=victim, json=file)
-        attacker_ws = [workspace(api, attacker) for _ in range(envs)]
-    return {"victim": victim, "attacker": attacker, "victim_ws": victim_ws,
+        victim, attacker = new_user(api), new_user(api)
+    victim_ws = new_workspace(victim)
+    file = {"path": "bench.txt", "content": "x" * 4096}
+    victim.client.post(f"/api/workspace/{victim_ws}/files", json=file).raise_for_status()
+    attacker_ws = [new_workspace(attacker) for _ in range(envs)]
+    return {"victim": victim.headers, "attacker": attacker.headers, "victim_ws": victim_ws,
             "attacker_ws": attacker_ws}  # fmt: skip
 
 

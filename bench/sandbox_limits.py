@@ -1,6 +1,6 @@
 """What sandbox containment costs, and the workspace-quota candidates it was chosen from.
 
-    sudo .venv/bin/python bench/sandbox_limits.py [--runs 20] [--size-mb 1024] [--no-cpu]
+    sudo .venv/bin/python -m bench.sandbox_limits [--runs 20] [--size-mb 1024] [--no-cpu]
 
 Needs root (cgroups, loop devices, mounts). Everything lives under ``.data/bench-limits`` and
 a cgroup parent ``cep-bench-<random>``, all removed at the end, Ctrl-C included. Prints the
@@ -38,17 +38,16 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from shared.execution import sandbox_limits_volume as vol  # noqa: E402
-from shared.execution.sandbox_limits import (  # noqa: E402
+from bench.stats import percentile
+from shared.execution import sandbox_limits_volume as vol
+from shared.execution.sandbox_limits import (
     CgroupSet,
     SandboxContainment,
     SandboxLimits,
     WorkspaceVolume,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 MIB = 2**20
 WORK = ROOT / ".data" / "bench-limits"
 libc = ctypes.CDLL(None, use_errno=True)
@@ -64,7 +63,7 @@ def summary(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     return {
         "median_ms": round(statistics.median(ordered), 2),
-        "p90_ms": round(ordered[int(len(ordered) * 0.9) - 1], 2),
+        "p90_ms": round(percentile(ordered, 0.9), 2),
     }
 
 
