@@ -17,6 +17,7 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import start_platform
 from tests.helpers import (
@@ -211,6 +212,10 @@ def kill_while_a_sandbox_is_half_made(platform: Platform, within: float = 20) ->
     return None
 
 
+async def _watch_for_a_half_made_sandbox(platform: Platform, caught: list[str | None]) -> None:
+    caught.append(await anyio.to_thread.run_sync(kill_while_a_sandbox_is_half_made, platform))
+
+
 async def test_a_sandbox_half_made_by_a_killed_gateway_is_cleaned_at_the_next_start(
     gateways: Gateways, lease_dir: Path
 ) -> None:
@@ -218,13 +223,22 @@ async def test_a_sandbox_half_made_by_a_killed_gateway_is_cleaned_at_the_next_st
     trace = SandboxTrace(first.data_dir, lease_dir)
     orphan = None
     for attempt in range(5):  # each terminal takes the spare and makes the keeper refill
+        await eventually(lambda: len(spare_slots(first.data_dir)) == 1, "one spare", 30)
         owner = owner_on(first)  # a user of its own: environments per user are limited
-        async with open_terminal(first, owner, new_workspace(owner, f"take{attempt}")) as ws:
-            await Terminal(ws).ready()
-        orphan = await anyio.to_thread.run_sync(kill_while_a_sandbox_is_half_made, first)
+        workspace = new_workspace(owner, f"take{attempt}")
+        caught: list[str | None] = []
+        # Watching from before the spare is taken: the refill it starts is never missed.
+        async with anyio.create_task_group() as group:
+            group.start_soon(_watch_for_a_half_made_sandbox, first, caught)
+            try:
+                async with opened_shell(first, owner, workspace):
+                    pass
+            except (OSError, ConnectionClosed):
+                if first.process.poll() is None:
+                    raise  # not the kill this test makes
+        orphan = caught[0]
         if orphan is not None:
             break
-        await eventually(lambda: len(spare_slots(first.data_dir)) == 1, "one spare", 30)
     assert orphan is not None, "never caught a sandbox being made"
     trace.observe()  # its uid lease (the only record of its uid) is on disk already
 
