@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -197,19 +198,36 @@ async def test_a_restart_finds_every_environment_reuses_the_spare_and_leaks_noth
     assert trace.leftovers() == []
 
 
-def kill_while_a_sandbox_is_half_made(platform: Platform, within: float = 20) -> str | None:
+# The watcher of kill_while_a_sandbox_is_half_made: its own process (no GIL shared with the
+# test's event loop) at a raised priority, so the few milliseconds of the window are not
+# lost to the other tests running meanwhile.
+_HALF_MADE_WATCHER = """
+import os, signal, sys, time
+slots, pid, deadline = sys.argv[1], int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
+while time.monotonic() < deadline:
+    for slot in os.scandir(slots):
+        made = os.path.exists(slot.path + "/workspace")
+        if made and not os.path.exists(slot.path + "/meta.json"):
+            os.kill(pid, signal.SIGKILL)
+            print(slot.name)
+            sys.exit(0)
+"""
+
+
+def kill_while_a_sandbox_is_half_made(platform: Platform, within: float = 8) -> str | None:
     """``kill -9`` the gateway the moment a slot has its workspace but no meta.json yet (a
     sandbox being made); the slot's id, or None when no such moment came."""
     slots = platform.data_dir / "sandboxes" / "slots"
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:  # a tight poll: the window lasts a few milliseconds
-        for slot in os.scandir(slots):
-            if os.path.exists(f"{slot.path}/workspace") and not os.path.exists(
-                f"{slot.path}/meta.json"
-            ):
-                platform.kill()
-                return slot.name
-    return None
+    watcher = subprocess.run(
+        [sys.executable, "-c", _HALF_MADE_WATCHER, str(slots), str(platform.process.pid),
+         str(within)],
+        capture_output=True, text=True, timeout=within + 30, check=True,
+        preexec_fn=lambda: os.nice(-10),
+    )  # fmt: skip
+    if not watcher.stdout.strip():
+        return None
+    platform.kill()  # reaps it
+    return watcher.stdout.strip()
 
 
 async def _watch_for_a_half_made_sandbox(platform: Platform, caught: list[str | None]) -> None:
@@ -222,7 +240,7 @@ async def test_a_sandbox_half_made_by_a_killed_gateway_is_cleaned_at_the_next_st
     first = gateways.start()
     trace = SandboxTrace(first.data_dir, lease_dir)
     orphan = None
-    for attempt in range(5):  # each terminal takes the spare and makes the keeper refill
+    for attempt in range(8):  # each terminal takes the spare and makes the keeper refill
         await eventually(lambda: len(spare_slots(first.data_dir)) == 1, "one spare", 30)
         owner = owner_on(first)  # a user of its own: environments per user are limited
         workspace = new_workspace(owner, f"take{attempt}")
