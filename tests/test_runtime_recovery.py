@@ -4,11 +4,7 @@ as "the shell deleted everything"."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
-from pathlib import Path
 from uuid import UUID
 
 import pytest
@@ -19,6 +15,7 @@ from shared.envelope import utc_now
 from shared.execution.agent_client import AgentEndpoint
 from shared.execution.local import LocalBackend
 from shared.execution.runtime import ExecutionRuntime
+from tests.conformance.backends import sandbox_root
 from tests.helpers import unique_name
 
 pytestmark = pytest.mark.anyio
@@ -34,22 +31,20 @@ class DiesAfterStarting(LocalBackend):
 
 @pytest.fixture
 async def runtime(database: None, database_url: str) -> AsyncIterator[ExecutionRuntime]:
-    root = Path(tempfile.mkdtemp(prefix="cep-recovery-"))
-    os.chmod(root, 0o711)
-    sandbox = SandboxSettings(root=root / "sandboxes", warm_spares=0)
-    settings = Settings(
-        database=DatabaseSettings(url=database_url),
-        execution=ExecutionSettings(sandbox=sandbox),
-    )
-    backend = DiesAfterStarting(sandbox)
-    running = ExecutionRuntime(settings, backend)
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.aclose()
-        backend.destroy_everything()
-        shutil.rmtree(root, ignore_errors=True)
+    with sandbox_root("cep-recovery-") as root:
+        sandbox = SandboxSettings(root=root / "sandboxes", warm_spares=0)
+        settings = Settings(
+            database=DatabaseSettings(url=database_url),
+            execution=ExecutionSettings(sandbox=sandbox),
+        )
+        backend = DiesAfterStarting(sandbox)
+        running = ExecutionRuntime(settings, backend)
+        await running.start()
+        try:
+            yield running
+        finally:
+            await running.aclose()
+            backend.destroy_everything()
 
 
 async def test_a_sync_of_an_environment_that_never_got_its_files_loses_nothing(

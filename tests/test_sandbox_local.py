@@ -21,7 +21,7 @@ from shared.execution.agent_client import AgentClient, client_for
 from shared.execution.base import ExecutionBackend, ExecutionError, WorkspaceEntry
 from shared.execution.local import LocalBackend
 from shared.execution.local_sandbox import limits_argv, sandbox_argv
-from tests.conformance.backends import local_bwrap
+from tests.conformance.backends import local_bwrap, sandbox_root, started_local
 
 pytestmark = pytest.mark.anyio
 
@@ -132,72 +132,51 @@ async def test_file_operations_never_follow_symlinks_planted_in_the_workspace(
 
 async def test_sandboxes_start_under_a_data_dir_too_deep_for_a_socket_address() -> None:
     # A socket address holds 107 bytes of path; the agent's socket sits below the slot.
-    top = Path(tempfile.mkdtemp(prefix="cep-deep-"))
-    root = top / ("a-rather-long-directory-name-" * 4) / "sandboxes"
-    root.mkdir(parents=True)
-    for directory in (top, root.parent):
-        os.chmod(directory, 0o711)
-    backend = LocalBackend(SandboxSettings(root=root, warm_spares=0))
-    await backend.start()
-    try:
-        endpoint, started = await backend.ensure_started(uuid.uuid4(), 1)
-        assert started and len(endpoint.address) > 120, endpoint.address
-        agent = client_for(endpoint)
-        await agent.materialize([WorkspaceEntry("deep.txt", "file", b"D")])
-        assert await agent.read_files(["deep.txt"], 1 << 20) == {"deep.txt": b"D"}
-    finally:
-        await backend.aclose()
-        backend.destroy_everything()
-        shutil.rmtree(top, ignore_errors=True)
+    with sandbox_root("cep-deep-") as top:
+        root = top / ("a-rather-long-directory-name-" * 4) / "sandboxes"
+        root.mkdir(parents=True)
+        os.chmod(root.parent, 0o711)
+        async with started_local(root, warm_spares=0) as backend:
+            endpoint, started = await backend.ensure_started(uuid.uuid4(), 1)
+            assert started and len(endpoint.address) > 120, endpoint.address
+            agent = client_for(endpoint)
+            await agent.materialize([WorkspaceEntry("deep.txt", "file", b"D")])
+            assert await agent.read_files(["deep.txt"], 1 << 20) == {"deep.txt": b"D"}
 
 
 async def test_a_spare_left_half_claimed_by_a_killed_server_is_freed() -> None:
-    root = Path(tempfile.mkdtemp(prefix="cep-halfclaim-"))
-    os.chmod(root, 0o711)
-    backend = LocalBackend(SandboxSettings(root=root / "sandboxes", warm_spares=0))
-    await backend.start()
-    try:
-        await backend.ensure_started(uuid.uuid4(), 1)
-        (slot_dir,) = (backend.root / "slots").iterdir()
-        # What a kill between the claim file and its record in meta.json leaves: a running
-        # slot nobody owns and nobody can claim.
-        meta = json.loads((slot_dir / "meta.json").read_text())
-        for key in ("session_id", "owner_id", "claimed_at"):
-            meta.pop(key)
-        (slot_dir / "meta.json").write_text(json.dumps(meta))
-        for link in (backend.root / "sessions").iterdir():
-            link.unlink()
-        long_ago = time.time() - 3600
-        os.utime(slot_dir / "claim", (long_ago, long_ago))
-        await anyio.to_thread.run_sync(backend._tidy)
-        assert list((backend.root / "slots").iterdir()) == []
-    finally:
-        await backend.aclose()
-        backend.destroy_everything()
-        shutil.rmtree(root, ignore_errors=True)
+    with sandbox_root("cep-halfclaim-") as root:
+        async with started_local(root / "sandboxes", warm_spares=0) as backend:
+            await backend.ensure_started(uuid.uuid4(), 1)
+            (slot_dir,) = (backend.root / "slots").iterdir()
+            # What a kill between the claim file and its record in meta.json leaves: a running
+            # slot nobody owns and nobody can claim.
+            meta = json.loads((slot_dir / "meta.json").read_text())
+            for key in ("session_id", "owner_id", "claimed_at"):
+                meta.pop(key)
+            (slot_dir / "meta.json").write_text(json.dumps(meta))
+            for link in (backend.root / "sessions").iterdir():
+                link.unlink()
+            long_ago = time.time() - 3600
+            os.utime(slot_dir / "claim", (long_ago, long_ago))
+            await anyio.to_thread.run_sync(backend._tidy)
+            assert list((backend.root / "slots").iterdir()) == []
 
 
 async def test_unsandboxed_mode_runs_a_plain_shell(tmp_path: Path) -> None:
-    root = Path(tempfile.mkdtemp(prefix="cep-plain-"))
-    os.chmod(root, 0o711)
-    backend = LocalBackend(SandboxSettings(root=root / "s", isolation="none", warm_spares=0))
-    await backend.start()
-    session_id = uuid.uuid4()
-    try:
-        endpoint, started = await backend.ensure_started(session_id, 1)
-        assert started
-        agent = client_for(endpoint)
-        await agent.materialize([WorkspaceEntry("a.txt", "file", b"A")])
-        viewer = await agent.attach(80, 24)
-        await viewer.write(b"cat a.txt; echo; echo EN''D\n")
-        out = b""
-        with anyio.fail_after(15):
-            while b"END" not in out:
-                item = await viewer.next()
-                assert item is not None
-                out += item if isinstance(item, bytes) else b""
-        assert b"A\r\n" in out
-    finally:
-        await backend.aclose()
-        backend.destroy_everything()
-        shutil.rmtree(root, ignore_errors=True)
+    with sandbox_root("cep-plain-") as root:
+        async with started_local(root / "s", isolation="none", warm_spares=0) as backend:
+            session_id = uuid.uuid4()
+            endpoint, started = await backend.ensure_started(session_id, 1)
+            assert started
+            agent = client_for(endpoint)
+            await agent.materialize([WorkspaceEntry("a.txt", "file", b"A")])
+            viewer = await agent.attach(80, 24)
+            await viewer.write(b"cat a.txt; echo; echo EN''D\n")
+            out = b""
+            with anyio.fail_after(15):
+                while b"END" not in out:
+                    item = await viewer.next()
+                    assert item is not None
+                    out += item if isinstance(item, bytes) else b""
+            assert b"A\r\n" in out

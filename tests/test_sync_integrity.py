@@ -58,6 +58,15 @@ def tight_platform(database_url: str) -> Iterator[Platform]:
         yield running
 
 
+@contextlib.asynccontextmanager
+async def owner_shell(platform: Platform) -> AsyncIterator[tuple[User, str, Terminal]]:
+    """A new user's new workspace, and a terminal of it at its prompt."""
+    owner = user_of(platform)
+    workspace = new_workspace(owner)
+    async with opened_shell(platform, owner, workspace) as term:
+        yield owner, workspace, term
+
+
 def user_of(platform: Platform) -> User:
     with httpx.Client(base_url=platform.base_url, timeout=30) as api:
         return new_user(api)
@@ -287,9 +296,7 @@ async def test_files_growing_between_scan_and_read_are_read_only_to_the_limit(
 async def test_hard_links_to_one_file_are_never_read_past_the_quota(
     tight_platform: Platform,
 ) -> None:
-    owner = user_of(tight_platform)
-    workspace = new_workspace(owner)
-    async with opened_shell(tight_platform, owner, workspace) as term:
+    async with owner_shell(tight_platform) as (owner, workspace, term):
         async with memory_growth(tight_platform.process.pid) as grew:
             # 1 MiB of disk that scans as 300 MiB of files (the quota is 3 MiB).
             await term.run("head -c 1048576 /dev/urandom > big; "
@@ -306,9 +313,7 @@ async def test_hard_links_to_one_file_are_never_read_past_the_quota(
 async def test_the_quota_counts_everything_stored_even_what_a_symlink_hides(
     tight_platform: Platform,
 ) -> None:
-    owner = user_of(tight_platform)
-    workspace = new_workspace(owner)
-    async with opened_shell(tight_platform, owner, workspace) as term:
+    async with owner_shell(tight_platform) as (owner, workspace, term):
         for r in range(4):
             # Fill a directory (two files under the per-file limit), let it be stored, then
             # swap it for a symlink: the scan no longer sees what the database holds there.
@@ -331,9 +336,7 @@ async def test_the_quota_counts_everything_stored_even_what_a_symlink_hides(
 
 
 async def test_the_quota_counts_the_copy_a_conflict_keeps(tight_platform: Platform) -> None:
-    owner = user_of(tight_platform)
-    workspace = new_workspace(owner)
-    async with opened_shell(tight_platform, owner, workspace) as term:
+    async with owner_shell(tight_platform) as (owner, workspace, term):
         await term.run(
             "head -c 900K /dev/urandom > a.bin && head -c 900K /dev/urandom > b.bin && "
             ": > big.txt && head -c 1536K /dev/zero > room.bin && "  # over the file limit
@@ -362,9 +365,7 @@ async def test_the_quota_counts_the_copy_a_conflict_keeps(tight_platform: Platfo
 async def test_an_api_write_to_a_full_sandbox_disk_reaches_the_shell_once_space_is_freed(
     tight_platform: Platform,
 ) -> None:
-    owner = user_of(tight_platform)
-    workspace = new_workspace(owner)
-    async with opened_shell(tight_platform, owner, workspace) as term:
+    async with owner_shell(tight_platform) as (owner, workspace, term):
         full = await term.run(
             "head -c 64M /dev/zero > filler 2>/dev/null; dd if=/dev/zero of=filler.tail bs=512 "
             "2>/dev/null; df --output=avail -B1 . | tail -1"
@@ -402,9 +403,7 @@ def signal_slot(platform: Platform, workspace: str, sig: signal.Signals) -> None
 async def test_a_failed_final_sync_keeps_the_environment_until_one_succeeds(
     tight_platform: Platform,
 ) -> None:
-    owner = user_of(tight_platform)
-    workspace = new_workspace(owner)
-    async with opened_shell(tight_platform, owner, workspace) as term:
+    async with owner_shell(tight_platform) as (owner, workspace, term):
         await term.run("echo precious > only-in-the-shell.txt")
     slot = session_slot(tight_platform.data_dir, workspace)
     signal_slot(tight_platform, workspace, signal.SIGSTOP)  # the agent stops answering
@@ -536,9 +535,7 @@ async def test_a_shell_write_during_a_database_outage_is_stored_soon_after_recov
     retry = {**FAULT_ENV, "SYNC_RETRY_MAX_SECONDS": "2", "SYNC_INTERVAL_SECONDS": "3600"}
     with own_postgres() as server:
         with running_platform(server.url, retry) as platform:
-            owner = user_of(platform)
-            workspace = new_workspace(owner)
-            async with opened_shell(platform, owner, workspace) as term:
+            async with owner_shell(platform) as (owner, workspace, term):
                 await anyio.to_thread.run_sync(server.stop)
                 await term.run("echo written-during-the-outage > outage.txt")
 

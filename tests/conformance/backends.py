@@ -10,9 +10,10 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any
 
 from shared.config import SandboxSettings
 from shared.execution.base import ExecutionBackend
@@ -21,20 +22,36 @@ from shared.execution.local import LocalBackend
 BackendFactory = Callable[[Path], AbstractAsyncContextManager[ExecutionBackend]]
 
 
-@contextlib.asynccontextmanager
-async def local_bwrap(tmp_path: Path) -> AsyncIterator[ExecutionBackend]:
-    # Not under tmp_path: sandboxes run as unprivileged host uids that must be able to reach
-    # their directory, and pytest's temp root is private to root.
-    root = Path(tempfile.mkdtemp(prefix="cep-sandboxes-"))
+@contextlib.contextmanager
+def sandbox_root(prefix: str = "cep-sandboxes-") -> Iterator[Path]:
+    """A fresh directory sandboxes can reach (their unprivileged host uids need o+x on every
+    parent, and pytest's temp root is private to root); removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     os.chmod(root, 0o711)
-    backend = LocalBackend(SandboxSettings(root=root / "sandboxes"))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def started_local(root: Path, **options: Any) -> AsyncIterator[LocalBackend]:
+    """A started local backend with its sandboxes under ``root``; closed, and everything it
+    made destroyed, afterwards."""
+    backend = LocalBackend(SandboxSettings(root=root, **options))
     await backend.start()
     try:
         yield backend
     finally:
         await backend.aclose()
         backend.destroy_everything()
-        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def local_bwrap(tmp_path: Path) -> AsyncIterator[ExecutionBackend]:
+    with sandbox_root() as root:
+        async with started_local(root / "sandboxes") as backend:
+            yield backend
 
 
 @contextlib.asynccontextmanager
