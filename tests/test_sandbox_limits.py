@@ -317,6 +317,27 @@ def test_workspace_files_survive_the_sandbox_and_a_remount(slots: Slots) -> None
     assert (slot.volume.mountpoint / "notes.txt").read_text() == "kept\n"
 
 
+def test_an_image_another_filesystem_still_holds_is_never_mounted_twice(slots: Slots) -> None:
+    _needs_quota()
+    slot = slots.new()
+    (slot.volume.mountpoint / "notes.txt").write_text("kept\n")
+    image = slot.volume.image
+    assert image is not None
+    slot.volume.unmount()
+    # What a mount namespace copied by a sandbox being made leaves for a moment: the image
+    # still attached (here: a loop device of our own, without a mount).
+    held = subprocess.run(["losetup", "--find", "--show", str(image)], capture_output=True,
+                          text=True, check=True).stdout.strip()  # fmt: skip
+    try:
+        with pytest.raises(VolumeError, match="still in use"):
+            slot.volume.mount(in_use_wait=0.2)
+        assert not mounted(slot.volume.mountpoint)
+    finally:
+        subprocess.run(["losetup", "-d", held], check=True)
+    slot.volume.mount()
+    assert (slot.volume.mountpoint / "notes.txt").read_text() == "kept\n"
+
+
 def test_a_recorded_slot_is_resumed_after_a_reboot(slots: Slots) -> None:
     _needs_quota()
     slot = slots.new()

@@ -51,6 +51,8 @@ MKFS_ARGS = ("-q", "-F", "-t", "ext4", "-m", "0", "-i", "8192")
 MKFS_EXTENDED = "nodiscard,lazy_itable_init=1,assume_storage_prezeroed=1"
 MS_NOSUID, MS_NODEV, MS_NOATIME = 0x2, 0x4, 0x400
 MNT_DETACH = 0x2
+# How long mount() waits for an earlier filesystem on the same image to be let go.
+IN_USE_WAIT_SECONDS = 10.0
 LOOP_CTL_GET_FREE, LOOP_CONFIGURE = 0x4C82, 0x4C0A
 LO_FLAGS_AUTOCLEAR, LO_FLAGS_DIRECT_IO = 4, 16
 LOOP_MAJOR = 7
@@ -96,6 +98,22 @@ def mounted(path: Path) -> bool:
     target = str(path)
     with open("/proc/self/mountinfo") as f:
         return any(unescape_mountinfo(line.split(" ", 5)[4]) == target for line in f)
+
+
+def loop_devices_of(image: Path) -> list[str]:
+    """The loop devices backed by ``image``. While one is, a filesystem on the image is alive,
+    mounted here or in another mount namespace (a sandbox being made copies the host's
+    mounts for a moment), even after this namespace unmounted it."""
+    target = str(image)
+    found = []
+    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+        try:
+            text = backing.read_text().strip()
+        except OSError:
+            continue
+        if text in (target, f"{target} (deleted)"):
+            found.append(backing.parent.parent.name)
+    return found
 
 
 def _attach_loop(image: Path) -> tuple[str, int]:
@@ -218,11 +236,19 @@ class WorkspaceVolume:
             return cls("ext4", mountpoint, image, 0)
         return cls("dir", mountpoint, None, 0)
 
-    def mount(self) -> None:
-        """Attach and mount the image if it is not mounted (after a reboot); idempotent."""
+    def mount(self, in_use_wait: float = IN_USE_WAIT_SECONDS) -> None:
+        """Attach and mount the image if it is not mounted (after a reboot); idempotent.
+        VolumeError when an earlier filesystem on the image outlives ``in_use_wait``."""
         if self.kind != "ext4" or mounted(self.mountpoint):
             return
         assert self.image is not None
+        # Never a second filesystem on one image: it would read what the first has not
+        # written yet, and the first would overwrite it when it finally goes.
+        deadline = time.monotonic() + in_use_wait
+        while busy := loop_devices_of(self.image):
+            if time.monotonic() > deadline:
+                raise VolumeError(f"{self.image} is still in use ({', '.join(busy)})")
+            time.sleep(0.05)  # the kernel frees it when the last namespace lets go
         device, loop = _attach_loop(self.image)
         try:
             flags = MS_NOSUID | MS_NODEV | MS_NOATIME
@@ -233,9 +259,12 @@ class WorkspaceVolume:
         finally:
             os.close(loop)  # from now on the mount holds the device; unmounting clears it
 
-    def unmount(self, timeout: float = 5.0) -> None:
-        """Unmount (the loop device goes with it); detaches lazily if still busy at the end."""
+    def unmount(self, timeout: float = 5.0, *, flush: bool = True) -> None:
+        """Unmount (the loop device goes with it); detaches lazily if still busy at the end.
+        With ``flush``, what was written is on the image first, whoever still holds it."""
         deadline = time.monotonic() + timeout
+        if flush and self.kind == "ext4" and mounted(self.mountpoint):
+            self._sync()  # on the image now, even if another namespace keeps it mounted
         while self.kind == "ext4" and mounted(self.mountpoint):
             if _libc().umount2(str(self.mountpoint).encode(), 0) == 0:
                 return
@@ -248,9 +277,17 @@ class WorkspaceVolume:
                 return
             time.sleep(0.02)
 
+    def _sync(self) -> None:
+        fd = os.open(self.mountpoint, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            if _libc().syncfs(fd) != 0:
+                log.warning("syncfs %s: %s", self.mountpoint, os.strerror(ctypes.get_errno()))
+        finally:
+            os.close(fd)
+
     def destroy(self) -> None:
         """Unmount and delete the volume and its files; a missing volume is not an error."""
-        self.unmount()
+        self.unmount(flush=False)  # nothing on it is kept
         if self.kind == "ext4":
             if self.image is not None:
                 self.image.unlink(missing_ok=True)
